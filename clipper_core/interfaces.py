@@ -1,0 +1,186 @@
+"""What a backend must do: one typed Protocol per extension point.
+
+Hooks (``hookspecs.py``) *discover* backends by name; these Protocols say how
+they *behave*.  Each has a contract test suite in :mod:`clipper_core.testing`
+that a backend's own tests subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from .models import Application, InputType, ModelVersion, Replica, ReplicaStatus, Snapshot
+
+Unsubscribe = Callable[[], None]
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Where a cluster's configuration lives: apps, models, links, replicas.
+
+    Every write is atomic (a reader sees all of it or none of it) and bumps
+    :meth:`revision`.  Reads never block on a writer for long.  When the
+    store cannot be reached, methods raise
+    :class:`~clipper_core.errors.StoreUnavailableError` and write nothing.
+
+    Built from a URL by its plugin factory, e.g. ``sqlite:///path/state.db``,
+    ``memory://``, ``redis://host:6379/0?prefix=c1``.
+    """
+
+    url: str
+
+    # -- applications ------------------------------------------------------
+    def add_application(self, app: Application) -> None:
+        """Store ``app``; ConflictError if the name exists."""
+
+    def delete_application(self, name: str) -> None:
+        """Remove the app and its link; NotFoundError if absent."""
+
+    def get_application(self, name: str) -> Application | None: ...
+
+    def list_applications(self) -> list[Application]: ...
+
+    # -- models ------------------------------------------------------------
+    def add_model(self, model: ModelVersion, *, make_current: bool = True) -> None:
+        """Store a version (and make it current, atomically); ConflictError if it exists."""
+
+    def delete_model_version(self, name: str, version: str) -> None:
+        """Remove one version; NotFoundError if absent.  If it was current, the
+        model has no current version afterwards."""
+
+    def get_model(self, name: str, version: str) -> ModelVersion | None: ...
+
+    def list_models(self) -> list[ModelVersion]: ...
+
+    def get_current_version(self, name: str) -> str | None: ...
+
+    def set_current_version(self, name: str, version: str) -> None:
+        """NotFoundError unless the version is registered."""
+
+    # -- links -------------------------------------------------------------
+    def set_link(self, app_name: str, model_name: str | None) -> None:
+        """Link ``app_name`` to ``model_name`` (None unlinks).  NotFoundError if
+        either is unknown; the caller checks input types and prior links."""
+
+    # -- replicas (written by query frontends) -----------------------------
+    def put_replica(self, replica: Replica) -> None: ...
+
+    def delete_replica(self, model_name: str, model_version: str, replica_id: str,
+                       frontend: str = "") -> None: ...
+
+    def list_replicas(self) -> list[Replica]: ...
+
+    # -- change tracking ---------------------------------------------------
+    def revision(self) -> int:
+        """A number that grows with every configuration change (not replicas)."""
+
+    def snapshot(self) -> Snapshot:
+        """Apps, models and current versions at one revision."""
+
+    def watch(self, callback: Callable[[int], None]) -> Unsubscribe:
+        """Call ``callback(revision)`` (from any thread) within a second of a
+        change, until the returned function is called."""
+
+    def ping(self) -> None:
+        """Return if the store is reachable, else raise StoreUnavailableError."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ContainerManager(Protocol):
+    """Starts and stops a cluster's frontends and model replicas.
+
+    ``ClipperConnection`` drives one of these; the admin API is the same
+    whichever manager it is.  Managers find what they started by label (or
+    the local equivalent), so a new process calling :meth:`connect` sees the
+    same cluster.  Errors are clipper-core errors (ContainerError and
+    subclasses), never an SDK's.
+    """
+
+    cluster_name: str
+
+    def start_clipper(self, query_frontend_image: str | None, mgmt_frontend_image: str | None,
+                      cache_size: int, num_frontend_replicas: int = 1) -> None:
+        """Start the state store (if owned), the management frontend and the
+        query frontends; return when they answer, else raise ClusterStartError."""
+
+    def connect(self) -> None:
+        """Find a running cluster; raise ClipperException if there is none."""
+
+    def get_admin_addr(self) -> str:
+        """``host:port`` of the management frontend."""
+
+    def get_query_addr(self) -> str:
+        """``host:port`` where clients send queries."""
+
+    def get_metric_addr(self) -> str: ...
+
+    def get_admin_token(self) -> str | None:
+        """Bearer token protecting ``/admin/*``, or None."""
+
+    def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
+                    container_registry: str | None = None,
+                    pkgs_to_install: list[str] | None = None) -> str:
+        """Build the runnable form of a model; return its reference (image tag
+        or artifact path).  Works without a running cluster."""
+
+    def deploy_model(self, name: str, version: str, input_type: InputType, image: str,
+                     num_replicas: int = 1) -> None:
+        """Start ``num_replicas`` replicas of ``image`` for name:version."""
+
+    def get_num_replicas(self, name: str, version: str) -> int: ...
+
+    def set_num_replicas(self, name: str, version: str, input_type: InputType, image: str,
+                         num_replicas: int) -> None: ...
+
+    def list_replicas(self) -> list[ReplicaStatus]:
+        """Every model replica this manager runs for the cluster."""
+
+    def get_logs(self, logging_dir: str) -> list[str]:
+        """Write one log file per process/container into ``logging_dir``; return paths."""
+
+    def stop_models(self, models: dict[str, list[str]]) -> None:
+        """Stop every replica of each ``name -> [versions]``."""
+
+    def stop_all_model_containers(self) -> None: ...
+
+    def stop_all(self, graceful: bool = True) -> None:
+        """Stop everything the cluster started; leave nothing behind."""
+
+
+@runtime_checkable
+class ModelRegistry(Protocol):
+    """Stores the built form of a model and hands it to a container manager:
+    an image registry for Docker, a directory for local processes."""
+
+    def publish(self, name: str, version: str, artifact: str) -> str:
+        """Store ``artifact`` (image tag or directory) as name:version and
+        return the reference a manager deploys."""
+
+    def exists(self, reference: str) -> bool: ...
+
+
+@runtime_checkable
+class BatchingPolicy(Protocol):
+    """Decides how large a batch a replica takes and whether to wait for more.
+
+    One instance per model version per query frontend, built by the plugin's
+    factory ``factory(model: ModelVersion, **options)``.  Called only from the
+    frontend's event loop, so it needs no locking; keep every method cheap:
+    they run once per batch on the hot path.
+    """
+
+    def max_batch_size(self) -> int:
+        """Upper bound for the next batch (>= 1)."""
+
+    def batch_delay(self, queued: int) -> float:
+        """Seconds to keep waiting for a fuller batch when ``queued`` inputs are
+        waiting (0.0 = send now)."""
+
+    def on_batch_done(self, size: int, latency_s: float, slo_s: float) -> None:
+        """Feedback after a batch of ``size`` came back in ``latency_s``."""
+
+    def describe(self) -> dict[str, Any]:
+        """Current state for ``/metrics`` (e.g. the current maximum)."""
