@@ -1,0 +1,124 @@
+"""JSON bodies and JSON errors, shared by the management and query frontends.
+
+Every error leaves a frontend as ``{"error": <kind>, "cause": <message>}``
+with the status of :func:`clipper_core.errors.http_status`; the only status
+not in that table is 413 for a body over the size limit
+(:class:`PayloadTooLargeError`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from clipper_core.errors import ClipperException, ValidationError, http_status
+
+log = logging.getLogger("clipper.frontends")
+
+#: Largest request body a frontend reads (bytes) unless told otherwise.
+MAX_BODY_BYTES = 1 << 20
+
+_MISSING: Any = object()
+
+
+class PayloadTooLargeError(ValidationError):
+    """A request body is larger than the frontend accepts."""
+
+    kind = "payload_too_large"
+
+
+def status_for(exc: ClipperException) -> int:
+    """The HTTP status for ``exc``: 413 for an oversize body, else the core's table."""
+    if isinstance(exc, PayloadTooLargeError):
+        return 413
+    return http_status(exc)
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    """``data`` serialised with orjson as an ``application/json`` response."""
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def error_response(exc: ClipperException) -> Response:
+    """The JSON error body for ``exc`` with its HTTP status."""
+    return json_response({"error": exc.kind, "cause": str(exc)}, status=status_for(exc))
+
+
+async def read_body(request: Request, *, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body, refusing (before reading it all) one over ``max_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ValidationError(f"Invalid Content-Length header {declared!r}") from None
+        if size > max_bytes:
+            raise PayloadTooLargeError(
+                f"Request body of {size} bytes is larger than the limit of {max_bytes} bytes",
+                size=size, limit=max_bytes)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLargeError(
+                f"Request body is larger than the limit of {max_bytes} bytes", limit=max_bytes)
+    return bytes(body)
+
+
+async def read_json_object(request: Request, *, max_bytes: int = MAX_BODY_BYTES
+                           ) -> dict[str, Any]:
+    """The body parsed as a JSON object; ValidationError when it is not one."""
+    body = await read_body(request, max_bytes=max_bytes)
+    if not body.strip():
+        raise ValidationError("Request body is empty: expected a JSON object")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"Malformed JSON in request body: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationError(
+            f"Request body must be a JSON object, got {_json_type(data)}")
+    return data
+
+
+def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
+          default: Any = _MISSING) -> Any:
+    """``body[name]``, checked to be of JSON type ``kind``.
+
+    A missing field is a ValidationError unless ``default`` is given; ``bool``
+    never passes for ``int``.  ``None`` passes only when it is the default.
+    """
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if name not in body or (body[name] is None and default is not _MISSING):
+        if default is _MISSING:
+            raise ValidationError(f"Missing field {name!r} in request body", argument=name)
+        return default
+    value = body[name]
+    if isinstance(value, bool) and bool not in kinds:
+        ok = False
+    else:
+        ok = isinstance(value, kinds)
+    if not ok:
+        expected = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+        raise ValidationError(f"Field {name!r} must be {expected}, got {_json_type(value)}",
+                              argument=name, value=value)
+    return value
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "a list",
+               dict: "an object", float: "a number"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    for kind, label in _TYPE_NAMES.items():
+        if isinstance(value, kind):
+            return label
+    return type(value).__name__
