@@ -1,0 +1,1 @@
+"""Clipper's ``clipper_admin.deployers``: ``from clipper_admin.deployers import python``."""
