@@ -1,0 +1,483 @@
+"""LocalProcessContainerManager: the embedded default container manager.
+
+Runs a whole Clipper cluster as local processes, each under its own
+supervisor (:mod:`clipper_local_process.supervise`): the management
+frontend, ``num_frontend_replicas`` query frontends (plus a round-robin load
+balancer on the query port when there are several) and the model replicas.
+Everything it knows lives in the cluster's state directory (see
+:mod:`clipper_local_process.clusters`), so a new Python process can
+``connect()`` to a running cluster, and clusters with different names and
+ports run side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import socket
+import sys
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+from clipper_core.errors import ClipperException, ClusterStartError, ContainerError
+from clipper_core.models import InputType, ReplicaStatus, validate_name
+
+from .artifacts import Artifact, Progress, build_artifact, stderr_progress
+from .clusters import ClusterConfig, default_state_dir, read_token, write_token
+from .processes import ProcessInfo, ProcessTable
+from .registry import DirectoryRegistry
+
+log = logging.getLogger("clipper.local_process")
+
+DEFAULT_CACHE_SIZE = 32 * 1024 * 1024
+_DEFAULT_IMAGES = ("default", "clipper/query_frontend", "clipper/management_frontend")
+
+
+def _is_default_image(image: str | None) -> bool:
+    return image is None or any(image == d or image.startswith(d + ":") for d in _DEFAULT_IMAGES)
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class LocalProcessContainerManager:
+    """Implements :class:`clipper_core.interfaces.ContainerManager` with local processes.
+
+    :param cluster_name: names the cluster and its state directory.
+    :param clipper_query_port: where clients send queries (the load balancer's
+        port when there are several query frontends).
+    :param clipper_management_port: the management frontend's port.
+    :param clipper_rpc_port: the first query frontend's RPC port (frontend ``i``
+        uses ``clipper_rpc_port + i``).
+    :param prometheus_port: accepted for compatibility; metrics are served at
+        ``GET /metrics`` on the query port.
+    :param state_dir: default ``$CLIPPER_HOME/clusters/<cluster_name>``
+        (``CLIPPER_HOME`` defaults to ``~/.clipper``).
+    :param store_url: any state store URL; default SQLite in the state dir.
+    :param admin_token: bearer token for ``/admin/*``; generated at start
+        when not given, and saved in the state dir (mode 0600).
+    :param python: the interpreter that runs frontends and replicas.
+    :param start_timeout: seconds to wait for the frontends to answer.
+    :param replica_timeout: seconds ``deploy_model``/``set_num_replicas`` wait
+        for new replicas to connect to every query frontend.
+    :param progress: called with one line per long step (default: stderr).
+    """
+
+    def __init__(self, cluster_name: str = "default", clipper_query_port: int = 1337,
+                 clipper_management_port: int = 1338, clipper_rpc_port: int = 7000,
+                 prometheus_port: int = 1390, state_dir: str | os.PathLike[str] | None = None,
+                 store_url: str | None = None, host: str = "127.0.0.1",
+                 admin_token: str | None = None, python: str | None = None,
+                 start_timeout: float = 60.0, replica_timeout: float = 30.0,
+                 progress: Progress | None = None) -> None:
+        self.cluster_name = validate_name("cluster name", cluster_name)
+        self.query_port = int(clipper_query_port)
+        self.management_port = int(clipper_management_port)
+        self.rpc_port = int(clipper_rpc_port)
+        self.prometheus_port = int(prometheus_port)
+        self.state_dir = Path(state_dir).expanduser() if state_dir else default_state_dir(
+            self.cluster_name)
+        self.store_url = store_url
+        self.host = host
+        self.admin_token = admin_token
+        self.python = python or sys.executable
+        self.start_timeout = start_timeout
+        self.replica_timeout = replica_timeout
+        self.progress = progress or stderr_progress
+        self._config: ClusterConfig | None = None
+        self._store: Any = None
+
+    # ------------------------------------------------------------------
+    # Cluster
+    # ------------------------------------------------------------------
+    @property
+    def config(self) -> ClusterConfig:
+        """The running cluster's configuration; ClipperException if none."""
+        if self._config is None:
+            self._config = ClusterConfig.load(self.state_dir)
+        if self._config is None:
+            raise ClipperException(
+                f"No local cluster {self.cluster_name!r} is running (nothing in "
+                f"{self.state_dir}); start one with ClipperConnection.start_clipper() "
+                "or `clipper start`", cluster=self.cluster_name)
+        return self._config
+
+    def _table(self, config: ClusterConfig | None = None) -> ProcessTable:
+        cfg = config or ClusterConfig.load(self.state_dir)
+        return ProcessTable(self.state_dir, cfg.cluster_id if cfg else "", self.python)
+
+    def _base_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for key in [k for k in env if k.startswith("CLIPPER_MODEL_") or k in (
+                "CLIPPER_REPLICA_ID", "CLIPPER_FRONTENDS", "CLIPPER_IP", "CLIPPER_PORT",
+                "CLIPPER_INPUT_TYPE", "CLIPPER_ADMIN_TOKEN")]:
+            del env[key]
+        return env
+
+    def start_clipper(self, query_frontend_image: str | None = None,
+                      mgmt_frontend_image: str | None = None,
+                      cache_size: int = DEFAULT_CACHE_SIZE,
+                      num_frontend_replicas: int = 1) -> None:
+        """Start the management frontend and the query frontends; return when
+        they answer.  Raises :class:`ClusterStartError` when the cluster is
+        already running, a port is taken, or a process dies while starting
+        (with its last log lines); nothing is left running after a failure."""
+        for image in (query_frontend_image, mgmt_frontend_image):
+            if not _is_default_image(image):
+                warnings.warn(f"The local_process manager runs the frontends from the "
+                              f"installed clipper-core; ignoring image {image!r}",
+                              stacklevel=2)
+        if not isinstance(num_frontend_replicas, int) or num_frontend_replicas < 1:
+            raise ClusterStartError("num_frontend_replicas must be a positive integer",
+                                    value=num_frontend_replicas)
+        if self._running_processes():
+            raise ClusterStartError(
+                f"Local cluster {self.cluster_name!r} is already running (state dir "
+                f"{self.state_dir}); connect() to it or stop it first",
+                cluster=self.cluster_name)
+        self._clean_stale()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        config = ClusterConfig(
+            cluster_name=self.cluster_name, cluster_id=uuid.uuid4().hex, host=self.host,
+            query_port=self.query_port, management_port=self.management_port,
+            rpc_port=self.rpc_port, prometheus_port=self.prometheus_port,
+            num_frontends=num_frontend_replicas,
+            store_url=self.store_url or f"sqlite:///{self.state_dir.resolve() / 'state.db'}",
+            cache_size=int(cache_size), python=self.python)
+        self._check_ports(config)
+        self._init_store(config.store_url)
+        token = self.admin_token or secrets.token_urlsafe(24)
+        write_token(self.state_dir, token)
+        config.save(self.state_dir)
+        self._config = config
+        try:
+            self._start_frontends(config, token)
+        except BaseException:
+            self.stop_all(graceful=False)
+            raise
+
+    def _running_processes(self) -> list[ProcessInfo]:
+        return [p for p in self._table().list() if p.alive]
+
+    def _clean_stale(self) -> None:
+        """Remove what a crashed cluster left behind (processes, status files, db)."""
+        if ClusterConfig.load(self.state_dir) is not None:
+            self.stop_all(graceful=False)
+        shutil.rmtree(self.state_dir / "procs", ignore_errors=True)
+        shutil.rmtree(self.state_dir / "logs", ignore_errors=True)
+
+    def _check_ports(self, config: ClusterConfig) -> None:
+        wanted = [(config.management_port, "management frontend")]
+        if config.num_frontends > 1:
+            wanted.append((config.query_port, "query load balancer"))
+        for i, (http, rpc) in enumerate(config.frontend_ports()):
+            wanted += [(http, f"query frontend {i}"), (rpc, f"query frontend {i} RPC")]
+        seen: dict[int, str] = {}
+        for port, what in wanted:
+            if port in seen:
+                raise ClusterStartError(f"Port {port} is configured twice: for the {seen[port]} "
+                                        f"and the {what}", port=port)
+            seen[port] = what
+            if _port_taken(config.host, port):
+                raise ClusterStartError(
+                    f"Port {port} on {config.host} (for the {what}) is already in use; stop "
+                    "what uses it or choose other ports", port=port, process=what)
+
+    def _init_store(self, url: str) -> None:
+        from clipper_core.plugins import open_store
+
+        try:
+            open_store(url).close()
+        except ClipperException as exc:
+            raise ClusterStartError(f"Cannot open the state store {url!r}: {exc}",
+                                    store_url=url) from exc
+
+    def _start_frontends(self, config: ClusterConfig, token: str) -> None:
+        table = self._table(config)
+        env = self._base_env()
+        py, host = config.python, config.host
+        self.progress(f"Starting Clipper cluster {config.cluster_name!r} "
+                      f"(state dir {self.state_dir})")
+        table.start("management", [py, "-m", "clipper_frontends.management", "--store",
+                                   config.store_url, "--host", host, "--port",
+                                   str(config.management_port)],
+                    {**env, "CLIPPER_ADMIN_TOKEN": token}, {"kind": "frontend"})
+        checks = [("management", f"http://{host}:{config.management_port}/admin/ping")]
+        for i, (http, rpc) in enumerate(config.frontend_ports()):
+            name = f"query-{i}"
+            table.start(name, [py, "-m", "clipper_frontends.query", "--store", config.store_url,
+                               "--host", host, "--port", str(http), "--rpc-host", host,
+                               "--rpc-port", str(rpc), "--cache-size", str(config.cache_size),
+                               "--frontend-id", name], env, {"kind": "frontend"})
+            checks.append((name, f"http://{host}:{http}/healthz"))
+        if config.num_frontends > 1:
+            argv = [py, "-m", "clipper_local_process.balancer", "--listen",
+                    f"{host}:{config.query_port}"]
+            for http, _ in config.frontend_ports():
+                argv += ["--backend", f"{host}:{http}"]
+            table.start("balancer", argv, env, {"kind": "frontend"})
+            checks.append(("balancer", f"http://{host}:{config.query_port}/healthz"))
+        self._wait_ready(table, checks, token)
+        self.progress(f"Clipper cluster {config.cluster_name!r} is up: queries at "
+                      f"http://{self.get_query_addr()}, management at "
+                      f"http://{self.get_admin_addr()}")
+
+    def _wait_ready(self, table: ProcessTable, checks: list[tuple[str, str]],
+                    token: str | None) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        pending = dict(checks)
+        deadline = time.monotonic() + self.start_timeout
+        with httpx.Client(timeout=2.0, headers=headers) as client:
+            while pending:
+                for name, url in list(pending.items()):
+                    info = table.get(name)
+                    if info is None or info.restarts > 0 or not info.alive:
+                        code = info.last_exit_code if info else None
+                        raise ClusterStartError(
+                            f"The {name} process of cluster {self.cluster_name!r} died while "
+                            f"starting (exit code {code}); last log lines:\n"
+                            f"{table.tail(name)}", process=name, exit_code=code)
+                    try:
+                        if client.get(url).status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    name = next(iter(pending))
+                    raise ClusterStartError(
+                        f"The {name} process of cluster {self.cluster_name!r} did not answer "
+                        f"{pending[name]} within {self.start_timeout:.0f}s; last log lines:\n"
+                        f"{table.tail(name)}", process=name)
+                if pending:
+                    time.sleep(0.1)
+
+    def connect(self) -> None:
+        """Attach to the running cluster described in the state dir; raise
+        ClipperException when there is none or it does not answer."""
+        import httpx
+
+        self._config = None
+        config = self.config
+        url = f"http://{config.host}:{config.management_port}/admin/ping"
+        token = read_token(self.state_dir)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            ok = httpx.get(url, timeout=5.0, headers=headers).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if not ok:
+            raise ClipperException(
+                f"Local cluster {self.cluster_name!r} is not answering at {url}; its "
+                f"processes: {self._describe_processes()}", cluster=self.cluster_name)
+
+    def _describe_processes(self) -> str:
+        infos = self._table().list()
+        return ", ".join(f"{p.name}={p.status}" for p in infos) or "none"
+
+    def get_admin_addr(self) -> str:
+        return f"{self.config.host}:{self.config.management_port}"
+
+    def get_query_addr(self) -> str:
+        return f"{self.config.host}:{self.config.query_port}"
+
+    def get_metric_addr(self) -> str:
+        """Metrics are served as JSON at ``GET /metrics`` on the query address."""
+        return self.get_query_addr()
+
+    def get_admin_token(self) -> str | None:
+        return read_token(self.state_dir) or self.admin_token
+
+    # ------------------------------------------------------------------
+    # Models
+    # ------------------------------------------------------------------
+    def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
+                    container_registry: str | None = None,
+                    pkgs_to_install: list[str] | None = None) -> str:
+        """Copy the model directory (and, with ``pkgs_to_install``, make a
+        virtual environment holding them) into a versioned artifact; return
+        its path.  ``container_registry`` is a directory to publish into
+        (default: the cluster's state dir).  ``base_image`` is ignored: the
+        installed ``clipper_core.runtime`` runs the model."""
+        name = validate_name("model name", name)
+        version = validate_name("model version", version)
+        if not _is_default_image(base_image) and not str(base_image).startswith("clipper/"):
+            log.info("local_process ignores base_image %r", base_image)
+        registry = DirectoryRegistry(container_registry or self.state_dir / "models")
+        staged = build_artifact(name, version, model_data_path, registry.root,
+                                pkgs_to_install, self.python, self.progress)
+        path = registry.publish(name, version, str(staged))
+        self.progress(f"Built model {name}:{version} at {path}")
+        return path
+
+    def _replicas(self, name: str | None = None, version: str | None = None) -> list[ProcessInfo]:
+        labels = {"kind": "replica"}
+        if name is not None:
+            labels["model_name"] = name
+        if version is not None:
+            labels["model_version"] = version
+        return self._table().list(**labels)
+
+    def deploy_model(self, name: str, version: str, input_type: InputType | str, image: str,
+                     num_replicas: int = 1) -> None:
+        """Start ``num_replicas`` replicas of the artifact ``image`` for name:version."""
+        self.set_num_replicas(name, version, input_type, image, num_replicas)
+
+    def get_num_replicas(self, name: str, version: str) -> int:
+        return sum(1 for p in self._replicas(str(name), str(version)) if p.alive)
+
+    def set_num_replicas(self, name: str, version: str, input_type: InputType | str, image: str,
+                         num_replicas: int) -> None:
+        """Start or stop replicas of name:version until ``num_replicas`` run.
+
+        New replicas get the lowest free index; the highest indices stop first.
+        Waits (up to ``replica_timeout``) for new replicas to connect, and raises
+        ContainerError with the log tail if one crashes on start."""
+        name, version = str(name), str(version)
+        if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 0:
+            raise ContainerError("num_replicas must be a non-negative integer",
+                                 value=num_replicas)
+        config = self.config
+        table = self._table(config)
+        running = [p for p in self._replicas(name, version) if p.alive]
+        dead = [p.name for p in self._replicas(name, version) if not p.alive]
+        if dead:
+            table.stop(dead)
+        by_index = sorted(running, key=lambda p: int(p.labels.get("index", "0")))
+        if num_replicas < len(by_index):
+            table.stop([p.name for p in by_index[num_replicas:]])
+            return
+        if num_replicas == len(by_index):
+            return
+        artifact = Artifact.load(image)
+        itype = InputType.parse(input_type)
+        used = {int(p.labels.get("index", "0")) for p in by_index}
+        started = []
+        index = 0
+        while len(used) < num_replicas:
+            while index in used:
+                index += 1
+            used.add(index)
+            started.append(self._start_replica(table, config, name, version, itype, artifact,
+                                               image, index))
+        self._wait_replicas(table, name, version, started)
+
+    def _start_replica(self, table: ProcessTable, config: ClusterConfig, name: str, version: str,
+                       itype: InputType, artifact: Artifact, image: str, index: int) -> str:
+        replica_id = f"{name}-{version}-{index}"
+        proc_name = f"replica__{name}__{version}__{index}"
+        frontends = config.rpc_addresses()
+        first_host, _, first_port = frontends[0].rpartition(":")
+        env = {**self._base_env(), "CLIPPER_MODEL_NAME": name, "CLIPPER_MODEL_VERSION": version,
+               "CLIPPER_INPUT_TYPE": itype.label, "CLIPPER_IP": first_host,
+               "CLIPPER_PORT": first_port, "CLIPPER_FRONTENDS": ",".join(frontends),
+               "CLIPPER_MODEL_PATH": str(artifact.model_path), "CLIPPER_REPLICA_ID": replica_id}
+        table.start(proc_name, [artifact.python or config.python, "-m", "clipper_core.runtime"],
+                    env, {"kind": "replica", "model_name": name, "model_version": version,
+                          "replica_id": replica_id, "index": str(index), "image": image})
+        return proc_name
+
+    def _open_store(self) -> Any:
+        if self._store is None:
+            from clipper_core.plugins import open_store
+
+            self._store = open_store(self.config.store_url)
+        return self._store
+
+    def _wait_replicas(self, table: ProcessTable, name: str, version: str,
+                       started: list[str]) -> None:
+        """Wait until every query frontend sees as many connected replicas of
+        name:version as are running; fail fast when a new replica crashes."""
+        want = self.get_num_replicas(name, version)
+        frontends = [f"query-{i}" for i in range(self.config.num_frontends)]
+        deadline = time.monotonic() + self.replica_timeout
+        while time.monotonic() < deadline:
+            for proc_name in started:
+                info = table.get(proc_name)
+                if info is None or info.restarts > 0 or not info.alive:
+                    raise ContainerError(
+                        f"Replica {proc_name.split('__', 1)[1].replace('__', ':', 1)} of "
+                        f"{name}:{version} crashed on start (exit code "
+                        f"{info.last_exit_code if info else None}); last log lines:\n"
+                        f"{table.tail(proc_name)}", model_name=name, model_version=version)
+            try:
+                replicas = self._open_store().list_replicas()
+            except ClipperException:
+                replicas = []
+            seen = {f: {r.replica_id for r in replicas if r.frontend == f and r.connected
+                        and r.model_name == name and r.model_version == version}
+                    for f in frontends}
+            if all(len(ids) >= want for ids in seen.values()):
+                return
+            time.sleep(0.1)
+        log.warning("replicas of %s:%s did not all connect within %.0fs", name, version,
+                    self.replica_timeout)
+
+    def list_replicas(self) -> list[ReplicaStatus]:
+        """Every model replica process: status (``running``, ``backoff`` while
+        waiting to restart, ``exited``...), restart count and pid."""
+        return [ReplicaStatus(model_name=p.labels["model_name"],
+                              model_version=p.labels["model_version"],
+                              replica_id=p.labels["replica_id"], status=p.status,
+                              restarts=p.restarts, handle=str(p.pid or ""))
+                for p in self._replicas()]
+
+    def get_logs(self, logging_dir: str) -> list[str]:
+        """Copy every process's log file into ``logging_dir``; return the paths."""
+        out = Path(logging_dir).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for path in sorted((self.state_dir / "logs").glob("*.log")):
+            dest = out / f"{self.cluster_name}-{path.name}"
+            shutil.copyfile(path, dest)
+            paths.append(str(dest))
+        return paths
+
+    def stop_models(self, models: dict[str, list[str]]) -> None:
+        """Stop every replica of each ``name -> [versions]``."""
+        names = [p.name for p in self._replicas()
+                 if p.labels["model_version"] in {str(v) for v in
+                                                  models.get(p.labels["model_name"], ())}]
+        self._table().stop(names)
+
+    def stop_all_model_containers(self) -> None:
+        """Stop every model replica of the cluster (works without connect)."""
+        self._table().stop([p.name for p in self._replicas()])
+
+    def stop_all(self, graceful: bool = True) -> None:
+        """Stop every process of the cluster (replicas first, then frontends),
+        SIGKILL stragglers, and forget the cluster: its state (the default
+        SQLite store), token and process records are removed; logs stay."""
+        config = ClusterConfig.load(self.state_dir)
+        table = self._table(config)
+        timeout = 8.0 if graceful else 2.0
+        table.stop([p.name for p in self._replicas()], timeout=timeout)
+        table.stop([p.name for p in table.list()], timeout=timeout)
+        if config is not None:
+            table.sweep()
+        if self._store is not None:
+            try:
+                self._store.close()
+            finally:
+                self._store = None
+        if config is not None:
+            default_db = self.state_dir.resolve() / "state.db"
+            if config.store_url == f"sqlite:///{default_db}":
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(f"{default_db}{suffix}").unlink(missing_ok=True)
+        for name in ("cluster.json", "admin_token"):
+            (self.state_dir / name).unlink(missing_ok=True)
+        self._config = None

@@ -1,0 +1,181 @@
+"""The supervisor: runs one child process and keeps it running.
+
+``python -m clipper_local_process.supervise --status FILE --log FILE
+[--label key=value ...] -- COMMAND ...``
+
+The manager starts one supervisor per frontend or model replica, detached in
+its own session, so it outlives the Python process that started it.  The
+supervisor:
+
+- starts ``COMMAND`` with stdout and stderr appended to ``--log``;
+- restarts it whenever it exits, waiting ``--backoff`` seconds doubled on each
+  consecutive failure up to ``--max-backoff`` (a child that ran for
+  ``--reset-after`` seconds counts as healthy again);
+- records its own pid, the child's pid, the restart count, the status
+  (``starting``, ``running``, ``backoff``, ``stopping``, ``stopped``) and the
+  last exit code in the JSON file ``--status`` after every change;
+- on SIGTERM or SIGINT forwards SIGTERM to the child, waits ``--grace``
+  seconds, SIGKILLs it if needed, records ``stopped`` and exits 0.
+
+On Linux the child also gets SIGKILL if the supervisor itself is killed
+(``PR_SET_PDEATHSIG``), so a SIGKILLed supervisor leaves no orphan behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` so readers never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class Supervisor:
+    """Runs and restarts one child; see the module docstring."""
+
+    def __init__(self, command: list[str], status_path: Path, log_path: Path,
+                 labels: dict[str, str], backoff: float, max_backoff: float,
+                 reset_after: float, grace: float) -> None:
+        self.command = command
+        self.status_path = status_path
+        self.log_path = log_path
+        self.labels = labels
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.reset_after = reset_after
+        self.grace = grace
+        self.child: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.failures = 0
+        self.stopping = False
+        self.status = "starting"
+        self.last_exit: int | None = None
+        self.started_at = time.time()
+        self.child_started_at = 0.0
+
+    # -- status ------------------------------------------------------------
+    def record(self, status: str) -> None:
+        self.status = status
+        write_json_atomic(self.status_path, {
+            "labels": self.labels, "command": self.command,
+            "supervisor_pid": os.getpid(),
+            "pid": self.child.pid if self.child and self.child.poll() is None else None,
+            "restarts": self.restarts, "status": status, "last_exit_code": self.last_exit,
+            "started_at": self.started_at, "child_started_at": self.child_started_at,
+            "log": str(self.log_path), "updated_at": time.time(),
+        })
+
+    # -- lifecycle -----------------------------------------------------------
+    def _spawn(self) -> None:
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- supervisor: starting {' '.join(self.command)} "
+                      f"(restart {self.restarts}) at {time.ctime()}\n".encode())
+            log.flush()
+            self.child = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        self.child_started_at = time.time()
+        self.record("running")
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def _stop_child(self) -> None:
+        child = self.child
+        if child is None or child.poll() is not None:
+            return
+        self.record("stopping")
+        try:
+            child.send_signal(signal.SIGTERM)
+            child.wait(self.grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        except ProcessLookupError:
+            pass
+        self.last_exit = child.returncode
+
+    def run(self) -> int:
+        """Supervise until told to stop; return the supervisor's exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.record("starting")
+        try:
+            while not self.stopping:
+                try:
+                    self._spawn()
+                except OSError as exc:
+                    with open(self.log_path, "ab") as log:
+                        log.write(f"--- supervisor: cannot start: {exc}\n".encode())
+                    self.last_exit = 127
+                else:
+                    assert self.child is not None
+                    while not self.stopping and self.child.poll() is None:
+                        time.sleep(0.05)
+                    if self.stopping:
+                        break
+                    self.last_exit = self.child.returncode
+                ran = time.time() - self.child_started_at
+                self.failures = 1 if ran >= self.reset_after else self.failures + 1
+                self.restarts += 1
+                delay = min(self.max_backoff, self.backoff * 2 ** (self.failures - 1))
+                with open(self.log_path, "ab") as log:
+                    log.write(f"--- supervisor: exited with {self.last_exit} after {ran:.1f}s;"
+                              f" restarting in {delay:.2f}s\n".encode())
+                self.record("backoff")
+                self._sleep(delay)
+        finally:
+            self._stop_child()
+            self.record("stopped")
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clipper_local_process.supervise",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--status", required=True, type=Path, help="status JSON file")
+    parser.add_argument("--log", required=True, type=Path, help="child's log file (appended)")
+    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--backoff", type=float, default=0.5)
+    parser.add_argument("--max-backoff", type=float, default=30.0)
+    parser.add_argument("--reset-after", type=float, default=10.0)
+    parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given (put it after --)")
+    labels = dict(item.split("=", 1) for item in args.label if "=" in item)
+    return Supervisor(command, args.status, args.log, labels, args.backoff, args.max_backoff,
+                      args.reset_after, args.grace).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
