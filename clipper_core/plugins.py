@@ -168,12 +168,18 @@ def backends(kind: str, pm: pluggy.PluginManager | None = None) -> dict[str, Bac
         def register(name: str, factory: Callable[..., Any], _plugin: str = impl.plugin_name) -> None:
             if name in found:
                 raise PluginError(
-                    f"{kind[:-1].replace('_', ' ')} {name!r} is offered by two plugins: "
+                    f"{_label(kind)} {name!r} is offered by two plugins: "
                     f"{found[name].plugin!r} and {_plugin!r}; uninstall one or limit "
                     "CLIPPER_PLUGINS", name=name, plugins=(found[name].plugin, _plugin))
             found[name] = Backend(kind=kind, name=name, factory=factory, plugin=_plugin)
         impl.function(register=register)
     return found
+
+
+def _label(kind: str) -> str:
+    """``"batching_policies"`` -> ``"batching policy"``: one backend of ``kind``."""
+    singular = kind[:-3] + "y" if kind.endswith("ies") else kind[:-1]
+    return singular.replace("_", " ")
 
 
 def get_backend(kind: str, name: str, pm: pluggy.PluginManager | None = None) -> Backend:
@@ -182,7 +188,7 @@ def get_backend(kind: str, name: str, pm: pluggy.PluginManager | None = None) ->
     try:
         return found[name]
     except KeyError:
-        label = kind[:-1].replace("_", " ")
+        label = _label(kind)
         known = ", ".join(sorted(found)) or "none"
         raise PluginError(f"Unknown {label} {name!r}. Installed: {known}", name=name,
                           known=sorted(found)) from None
