@@ -15,7 +15,6 @@ Every method except :meth:`~ClipperConnection.build_model`,
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
 import os
@@ -526,6 +525,8 @@ class ClipperConnection:
         """
         import cloudpickle
 
+        from .rpc import decode_inputs, encode_input
+
         kind = InputType.parse(input_type)
         queries = query if isinstance(query, list) else [query]
         inputs: list[Any] = []
@@ -535,12 +536,13 @@ class ClipperConnection:
                     "query must be {'input': x} or {'input_batch': [x, ...]} "
                     "(or a list of them)", argument="query", value=q)
             if "input" in q:
-                inputs.append(decode_input(q["input"], kind))
+                inputs.append(q["input"])
             else:
                 batch = q["input_batch"]
                 if not isinstance(batch, list):
                     raise ValidationError("input_batch must be a list", argument="query")
-                inputs.extend(decode_input(x, kind) for x in batch)
+                inputs.extend(batch)
+        inputs = decode_inputs(kind, [encode_input(kind, x) for x in inputs])
         reloaded = cloudpickle.loads(cloudpickle.dumps(func))
         outputs = reloaded(inputs)
         try:
@@ -554,32 +556,3 @@ class ClipperConnection:
                 f"The predict function returned {len(outputs)} outputs for {len(inputs)} "
                 "inputs; it must return one output per input")
         return outputs
-
-
-_DTYPES = {InputType.INTS: "int32", InputType.FLOATS: "float32",
-           InputType.DOUBLES: "float64"}
-
-
-def decode_input(value: Any, input_type: InputType) -> Any:
-    """One JSON query input as a model receives it: a numpy array for
-    numbers, ``bytes`` for bytes (sent base64-encoded), ``str`` for strings."""
-    if input_type is InputType.STRINGS:
-        if not isinstance(value, str):
-            raise ValidationError(f"Input of type strings must be a string, got {value!r}")
-        return value
-    if input_type is InputType.BYTES:
-        if not isinstance(value, str):
-            raise ValidationError("Input of type bytes must be a base64 string")
-        try:
-            return base64.b64decode(value, validate=True)
-        except ValueError as exc:
-            raise ValidationError(f"Input of type bytes is not valid base64: {exc}") from None
-    import numpy as np
-
-    if not isinstance(value, list) or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
-        raise ValidationError(
-            f"Input of type {input_type.label} must be a list of numbers, got {value!r}")
-    if input_type is InputType.INTS and not all(isinstance(x, int) for x in value):
-        raise ValidationError(f"Input of type integers must be a list of integers, got {value!r}")
-    return np.asarray(value, dtype=_DTYPES[input_type])
