@@ -73,8 +73,6 @@ class MemoryStateStore(BaseStateStore):
         with s.lock:
             if app.name in s.apps:
                 raise app_exists(app.name)
-            if app.linked_model is not None and not self._has_model(app.linked_model):
-                raise model_missing(app.linked_model)
             s.apps[app.name] = app
             s.bump()
 

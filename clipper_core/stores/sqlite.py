@@ -189,8 +189,6 @@ class SqliteStateStore(BaseStateStore):
         with self._write() as db:
             if db.execute("SELECT 1 FROM applications WHERE name = ?", (app.name,)).fetchone():
                 raise app_exists(app.name)
-            if app.linked_model is not None and not self._has_model(db, app.linked_model):
-                raise model_missing(app.linked_model)
             db.execute(f"INSERT INTO applications ({_APP_COLS}) VALUES (?, ?, ?, ?, ?)",
                        (app.name, int(app.input_type), app.default_output,
                         app.latency_slo_micros, app.linked_model))
