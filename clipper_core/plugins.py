@@ -30,6 +30,7 @@ ENTRY_POINT_GROUP = "clipper"
 DEFAULT_PLUGINS = (
     "clipper_core.stores.memory",
     "clipper_core.stores.sqlite",
+    "clipper_core.stores.redis",
     "clipper_core.batching",
 )
 
