@@ -1,0 +1,222 @@
+"""The project's own images: query frontend, management frontend, model base.
+
+All three come from one Dockerfile built ``FROM`` a Python base image: a
+virtualenv at ``/opt/clipper`` (first on ``PATH``, so ``pip install`` in
+images built from them installs there), clipper-core's dependencies
+installed with pip (a cached layer), then clipper-core itself from a wheel
+built on the host from the project source (``pip wheel --no-deps``).  They
+are tagged with ``clipper_core.__version__``.
+
+Build them once with::
+
+    python -m clipper_docker.images --python-base-image python:3.11-slim
+
+or :func:`build_project_images`.  Behind a TLS-intercepting proxy pass
+``--ca-bundle`` (or set ``CLIPPER_BUILD_CA_BUNDLE``) and ``--pip-args``
+(``CLIPPER_PIP_ARGS``).  :class:`~clipper_docker.manager.DockerContainerManager`
+builds them on first use when they are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.parser
+import logging
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import clipper_core
+from clipper_core.errors import BuildError
+
+from .builds import CA_FILE, BuildOptions, Progress, build_image
+from .engine import connect_engine, log
+
+VERSION = clipper_core.__version__
+
+#: Default tags of the project's images.
+QUERY_FRONTEND_IMAGE = f"clipper/query_frontend:{VERSION}"
+MGMT_FRONTEND_IMAGE = f"clipper/management_frontend:{VERSION}"
+MODEL_BASE_IMAGE = f"clipper/python-closure-container:{VERSION}"
+
+_DOCKERFILE = """\
+FROM {base} AS core
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 VIRTUAL_ENV=/opt/clipper
+RUN python3 -m venv /opt/clipper
+ENV PATH=/opt/clipper/bin:$PATH
+{copy_ca}COPY requirements.txt /tmp/clipper/requirements.txt
+RUN {pip_requirements}{rm_ca}
+COPY wheels/ /tmp/clipper/wheels/
+RUN pip install --no-cache-dir --no-deps --no-index /tmp/clipper/wheels/*.whl \\
+    && rm -rf /tmp/clipper
+LABEL org.opencontainers.image.title="clipper-core" \\
+      org.opencontainers.image.version="{version}"
+
+FROM core AS query_frontend
+EXPOSE 1337 7000
+ENTRYPOINT ["python", "-m", "clipper_frontends.query"]
+
+FROM core AS management_frontend
+EXPOSE 1338
+ENTRYPOINT ["python", "-m", "clipper_frontends.management"]
+
+FROM core AS model_base
+ENV CLIPPER_MODEL_PATH=/model
+WORKDIR /model
+CMD ["python", "-m", "clipper_core.runtime"]
+"""
+
+
+@attrs.frozen(kw_only=True)
+class ProjectImages:
+    """Tags of the three project images."""
+
+    query_frontend: str = QUERY_FRONTEND_IMAGE
+    management_frontend: str = MGMT_FRONTEND_IMAGE
+    model_base: str = MODEL_BASE_IMAGE
+
+    @classmethod
+    def with_prefix(cls, prefix: str = "clipper", version: str = VERSION) -> ProjectImages:
+        """Tags ``<prefix>/query_frontend:<version>`` and so on."""
+        return cls(query_frontend=f"{prefix}/query_frontend:{version}",
+                   management_frontend=f"{prefix}/management_frontend:{version}",
+                   model_base=f"{prefix}/python-closure-container:{version}")
+
+    def targets(self) -> dict[str, str]:
+        """Dockerfile stage -> tag."""
+        return {"query_frontend": self.query_frontend,
+                "management_frontend": self.management_frontend,
+                "model_base": self.model_base}
+
+
+def project_source() -> Path | None:
+    """The source checkout clipper_core was imported from, if it is one
+    (a directory with ``pyproject.toml`` naming ``clipper-core``)."""
+    root = Path(clipper_core.__file__).resolve().parent.parent
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and 'name = "clipper-core"' in pyproject.read_text():
+        return root
+    return None
+
+
+def build_wheel(dest: Path, source: Path | None = None) -> Path:
+    """A clipper-core wheel in ``dest``: built from ``source`` (default: the
+    checkout clipper_core runs from) or, for an installed release, downloaded
+    as ``clipper-core==<version>`` from the configured index."""
+    source = source or project_source()
+    if source is not None:
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+               "-q", "-w", str(dest), str(source)]
+    else:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "-q", "-d", str(dest), f"clipper-core=={VERSION}"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0 and source is not None:  # retry with build isolation
+        cmd.remove("--no-build-isolation")
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(dest.glob("clipper_core-*.whl"))
+    if done.returncode != 0 or not wheels:
+        raise BuildError(f"Building the clipper-core wheel failed ({' '.join(cmd)}):\n"
+                         f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return wheels[-1]
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """The wheel's runtime requirements (``Requires-Dist`` without extras)."""
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        message = email.parser.Parser().parsestr(zf.read(meta).decode())
+    return [r for r in message.get_all("Requires-Dist") or [] if "extra ==" not in r]
+
+
+def write_context(context: Path, options: BuildOptions, source: Path | None = None) -> None:
+    """Fill ``context`` with the Dockerfile, requirements and the wheel."""
+    wheels = context / "wheels"
+    wheels.mkdir(parents=True)
+    wheel = build_wheel(wheels, source)
+    for extra in wheels.iterdir():
+        if extra != wheel:
+            extra.unlink()
+    (context / "requirements.txt").write_text("\n".join(wheel_requirements(wheel)) + "\n")
+    copy_ca = options.copy_ca(context)
+    (context / "Dockerfile").write_text(_DOCKERFILE.format(
+        base=options.python_base_image, copy_ca=copy_ca, version=VERSION,
+        pip_requirements=options.pip_install(["-r", "/tmp/clipper/requirements.txt"]),
+        rm_ca=f" && rm -f /tmp/{CA_FILE}" if copy_ca else ""))
+
+
+def build_project_images(*, python_base_image: str | None = None, ca_bundle: str | None = None,
+                         pip_args: list[str] | str | None = None,
+                         network_mode: str | None = None, images: ProjectImages | None = None,
+                         source: str | Path | None = None, client: Any = None,
+                         progress: Progress | None = None) -> ProjectImages:
+    """Build the query frontend, management frontend and model base images.
+
+    :param python_base_image: image to build from (default
+        ``CLIPPER_PYTHON_BASE_IMAGE`` or ``python:3.11-slim``); it needs
+        ``python3`` with ``venv``.
+    :param ca_bundle: CA bundle pip trusts in the build (default
+        ``CLIPPER_BUILD_CA_BUNDLE``).
+    :param pip_args: extra pip arguments (default ``CLIPPER_PIP_ARGS``).
+    :param network_mode: build network; default ``CLIPPER_BUILD_NETWORK``, or
+        ``host`` when the engine has no default bridge.
+    :param images: the tags to give (default ``clipper/...:<version>``).
+    :param source: project checkout to build clipper-core from.
+    :returns: the tags built.  Raises BuildError when a step fails.
+    """
+    from .engine import has_default_bridge
+
+    client = client or connect_engine()
+    options = BuildOptions.from_env(ca_bundle=ca_bundle, pip_args=pip_args,
+                                    network_mode=network_mode,
+                                    python_base_image=python_base_image)
+    if options.network_mode is None and not has_default_bridge(client):
+        options = attrs.evolve(options, network_mode="host")
+    images = images or ProjectImages()
+    with tempfile.TemporaryDirectory(prefix="clipper-images-") as tmp:
+        context = Path(tmp)
+        write_context(context, options, Path(source) if source else None)
+        for target, tag in images.targets().items():
+            build_image(client, context, tag, options=options, target=target, progress=progress)
+    log.info("built project images %s", ", ".join(images.targets().values()))
+    return images
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m clipper_docker.images``: build the project's images."""
+    parser = argparse.ArgumentParser(prog="python -m clipper_docker.images",
+                                     description=build_project_images.__doc__.split("\n")[0])
+    parser.add_argument("--python-base-image", help="image to build from "
+                        "(default $CLIPPER_PYTHON_BASE_IMAGE or python:3.11-slim)")
+    parser.add_argument("--ca-bundle", help="CA bundle pip trusts during the build "
+                        "(default $CLIPPER_BUILD_CA_BUNDLE)")
+    parser.add_argument("--pip-args", help="extra pip install arguments, one string "
+                        "(default $CLIPPER_PIP_ARGS)")
+    parser.add_argument("--network", dest="network_mode", help="build network mode")
+    parser.add_argument("--prefix", default="clipper", help="repository prefix of the tags")
+    parser.add_argument("--source", help="clipper-core project directory to build from")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no build output")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    progress = None if args.quiet else (lambda line: print(line, flush=True))
+    try:
+        images = build_project_images(
+            python_base_image=args.python_base_image, ca_bundle=args.ca_bundle,
+            pip_args=args.pip_args, network_mode=args.network_mode,
+            images=ProjectImages.with_prefix(args.prefix), source=args.source,
+            progress=progress)
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for tag in images.targets().values():
+        print(tag)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
