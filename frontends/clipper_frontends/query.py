@@ -1,0 +1,567 @@
+"""The query frontend: ``POST /{app}/predict`` (SPEC.md section 2).
+
+One event loop does everything: HTTP, the prediction cache, the model
+queues and the ZeroMQ RPC socket.  The predict route is served by a lean
+ASGI handler (no routing table, no Request object); every other route
+(``/metrics``, ``/healthz``, ``/readyz``) and the lifespan go through a
+regular Starlette app.
+
+The configuration (apps, links, current versions) is an in-memory snapshot
+of the state store, replaced when the store's revision changes, so the hot
+path never touches the store.  If the store goes away, the frontend keeps
+serving the snapshot it has and reports the store as unhealthy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from array import array
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from clipper_core import plugins, rpc
+from clipper_core.cache import MISS, PredictionCache
+from clipper_core.errors import ValidationError
+from clipper_core.interfaces import StateStore
+from clipper_core.models import Application, InputType, ModelVersion, Snapshot
+
+from .queues import Evaluation, ModelError, ModelQueue
+from .rpc_server import ReplicaConn, RPCServer
+
+log = logging.getLogger("clipper.query")
+
+NO_MODEL = "No connected models found for query"
+SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+RING = 4096
+
+_TIMEOUT = object()
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _parse_output(out: bytes) -> Any:
+    """A model's output string: its JSON value if it parses, else the string."""
+    try:
+        return orjson.loads(out)
+    except orjson.JSONDecodeError:
+        return out.decode("utf-8", "replace")
+
+
+class AppMetrics:
+    """Counters of one application; ``record`` is on the hot path, so cheap."""
+
+    __slots__ = ("count", "defaults", "errors", "_lat", "_i", "_win_start", "_win_count",
+                 "rate")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.defaults = 0
+        self.errors = 0
+        self._lat = array("d", bytes(8 * RING))
+        self._i = 0
+        self._win_start = time.monotonic()
+        self._win_count = 0
+        self.rate = 0.0
+
+    def record(self, latency_s: float, n: int, defaults: int) -> None:
+        self.count += n
+        self.defaults += defaults
+        i = self._i
+        self._lat[i % RING] = latency_s
+        self._i = i + 1
+        self._win_count += n
+
+    def describe(self) -> dict[str, Any]:
+        now = time.monotonic()
+        elapsed = now - self._win_start
+        if elapsed >= 1.0:
+            self.rate = self._win_count / elapsed
+            self._win_start, self._win_count = now, 0
+        n = min(self._i, RING)
+        lats = sorted(self._lat[:n])
+
+        def pct(p: float) -> float:
+            return lats[min(n - 1, int(n * p))] * 1000 if n else 0.0
+
+        return {"requests": self.count, "throughput_qps": round(self.rate, 2),
+                "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99),
+                               "max": lats[-1] * 1000 if n else 0.0, "samples": n},
+                "default_outputs": self.defaults,
+                "default_ratio": self.defaults / self.count if self.count else 0.0,
+                "bad_requests": self.errors}
+
+
+class AppRoute:
+    """Everything the hot path needs about one application, computed once per
+    configuration change."""
+
+    __slots__ = ("app", "input_type", "deadline_s", "default_value", "model_name",
+                 "queue", "metrics")
+
+    def __init__(self, app: Application, queue: ModelQueue | None, metrics: AppMetrics) -> None:
+        self.app = app
+        self.input_type = app.input_type
+        self.deadline_s = app.latency_slo_micros / 1e6
+        self.default_value = _parse_output(app.default_output.encode())
+        self.model_name = app.linked_model
+        self.queue = queue
+        self.metrics = metrics
+
+
+class QueryFrontend:
+    """State of one query frontend process; also the ASGI application."""
+
+    def __init__(self, store: StateStore | str, *, rpc_host: str = "0.0.0.0",
+                 rpc_port: int = 7000, cache_size: int = 32 * 1024 * 1024,
+                 frontend_id: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
+                 replica_silence_s: float = 15.0, pm: Any = None) -> None:
+        self._store_arg = store
+        self.store: StateStore | None = store if not isinstance(store, str) else None
+        self.frontend_id = frontend_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.max_body = max_body_bytes
+        self.cache = PredictionCache(cache_size)
+        self._pm = pm
+        self.rpc = RPCServer(rpc_host, rpc_port, get_queue=self._queue_for_replica,
+                             on_replica=self._on_replica, silence_timeout=replica_silence_s)
+        self.routes: dict[str, AppRoute] = {}
+        self.queues: dict[tuple[str, str], ModelQueue] = {}
+        self.snapshot: Snapshot | None = None
+        self.pending: dict[tuple[str, str, bytes], Evaluation] = {}
+        self.app_metrics: dict[str, AppMetrics] = {}
+        self.store_healthy = False
+        self.store_error = ""
+        self._policies: dict[str, Any] = {}
+        self._next_query_id = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unwatch: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._reload_lock: asyncio.Lock | None = None
+        self.started_at = time.time()
+        self.starlette = Starlette(
+            routes=[Route("/metrics", self.metrics_endpoint),
+                    Route("/healthz", self.healthz),
+                    Route("/readyz", self.readyz),
+                    Route("/{app}/predict", self.method_not_allowed, methods=["GET", "PUT"])],
+            lifespan=self._lifespan)
+
+    # -- ASGI entry point --------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path.endswith("/predict") or path.endswith("/predict/"):
+                await self.predict(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+    # -- lifecycle ---------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._reload_lock = asyncio.Lock()
+        pm = self._pm or plugins.get_plugin_manager()
+        self._policies = {name: b.factory for name, b in plugins.backends(
+            "batching_policies", pm).items()}
+        if self.store is None:
+            self.store = plugins.open_store(str(self._store_arg), pm)
+        self.rpc.start()
+        await self.reload()
+        loop = self._loop
+
+        def changed(_revision: int) -> None:
+            loop.call_soon_threadsafe(self._schedule_reload)
+
+        try:
+            self._unwatch = await loop.run_in_executor(None, self.store.watch, changed)
+        except Exception as exc:  # the janitor keeps polling instead
+            log.warning("cannot watch the store (%s); polling it", exc)
+        self._tasks.append(loop.create_task(self._janitor()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self._unwatch:
+            with contextlib.suppress(Exception):
+                self._unwatch()
+        self.rpc.close()
+        if self.store is not None and isinstance(self._store_arg, str):
+            with contextlib.suppress(Exception):
+                self.store.close()
+
+    def _schedule_reload(self) -> None:
+        assert self._loop is not None
+        self._loop.create_task(self.reload())
+
+    async def _janitor(self) -> None:
+        """Safety net for lost notifications, and the store's health check."""
+        assert self._loop is not None and self.store is not None
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                rev = await self._loop.run_in_executor(None, self.store.revision)
+            except Exception as exc:
+                self._mark_unhealthy(exc)
+                continue
+            if not self.store_healthy or self.snapshot is None or rev != self.snapshot.revision:
+                await self.reload()
+
+    def _mark_unhealthy(self, exc: Exception) -> None:
+        if self.store_healthy:
+            log.warning("state store unavailable, serving the last configuration: %s", exc)
+        self.store_healthy = False
+        self.store_error = str(exc)
+
+    async def reload(self) -> None:
+        """Load a new snapshot from the store and rebuild the routes."""
+        assert self._loop is not None and self.store is not None and self._reload_lock
+        async with self._reload_lock:
+            try:
+                snap = await self._loop.run_in_executor(None, self.store.snapshot)
+            except Exception as exc:
+                self._mark_unhealthy(exc)
+                return
+            if not self.store_healthy:
+                log.info("state store reachable (revision %d)", snap.revision)
+            self.store_healthy = True
+            self.store_error = ""
+            if self.snapshot is not None and snap.revision == self.snapshot.revision:
+                return
+            self._apply(snap)
+
+    def _apply(self, snap: Snapshot) -> None:
+        self.snapshot = snap
+        # Batching policies and SLOs of queues whose model is now known.
+        slo: dict[str, float] = {}
+        for app in snap.applications.values():
+            if app.linked_model:
+                s = app.latency_slo_micros / 1e6
+                slo[app.linked_model] = min(slo.get(app.linked_model, s), s)
+        for (name, version), queue in self.queues.items():
+            model = snap.models.get((name, version))
+            if model is not None:
+                self._set_policy(queue, model)
+            queue.slo_s = slo.get(name, queue.slo_s)
+        routes = {}
+        for name, app in snap.applications.items():
+            metrics = self.app_metrics.setdefault(name, AppMetrics())
+            model = snap.linked_version(app)
+            queue = self._queue(model.name, model.version, model.input_type) if model else None
+            routes[name] = AppRoute(app, queue, metrics)
+        self.routes = routes
+        log.info("configuration revision %d: %d apps, %d model versions", snap.revision,
+                 len(routes), len(snap.models))
+
+    def _set_policy(self, queue: ModelQueue, model: ModelVersion) -> None:
+        wanted = model.policy_name
+        if getattr(queue.policy, "clipper_name", None) == (wanted, model.batch_size):
+            return
+        factory = self._policies.get(wanted)
+        if factory is None:
+            log.error("model %s:%s asks for unknown batching policy %r; using aimd",
+                      model.name, model.version, wanted)
+            factory = self._policies["aimd"]
+        policy = factory(model)
+        with contextlib.suppress(AttributeError):
+            policy.clipper_name = (wanted, model.batch_size)
+        queue.policy = policy
+
+    def _queue(self, name: str, version: str, input_type: InputType) -> ModelQueue:
+        queue = self.queues.get((name, version))
+        if queue is None:
+            model = self.snapshot.models.get((name, version)) if self.snapshot else None
+            queue = ModelQueue(name, version, int(input_type), self._policies["aimd"](model),
+                               self.rpc.send_batch, self._on_result)
+            if model is not None:
+                self._set_policy(queue, model)
+            self.queues[(name, version)] = queue
+        return queue
+
+    def _queue_for_replica(self, name: str, version: str, input_type: InputType) -> ModelQueue:
+        return self._queue(name, version, input_type)
+
+    def _on_replica(self, replica: ReplicaConn, connected: bool, reason: str) -> None:
+        record = replica.to_model(self.frontend_id, connected)
+        store = self.store
+        assert self._loop is not None and store is not None
+        if connected:
+            self._loop.run_in_executor(None, _quietly, store.put_replica, record)
+            plugins.notify("clipper_replica_connected", replica=record)
+        else:
+            self._loop.run_in_executor(None, _quietly, store.delete_replica, record.model_name,
+                                       record.model_version, record.replica_id,
+                                       self.frontend_id)
+            plugins.notify("clipper_replica_lost", replica=record, reason=reason)
+
+    # -- the hot path ------------------------------------------------------
+    def _on_result(self, ev: Evaluation, out: bytes) -> None:
+        """A model answered one evaluation: cache it and wake its waiters."""
+        if self.pending.get(ev.key) is ev:
+            del self.pending[ev.key]
+        if out.startswith(rpc.ERROR_PREFIX):
+            value: Any = ModelError(rpc.decode_error(out) or "model error")
+        else:
+            value = _parse_output(out)
+            self.cache.put(ev.key, value, len(out))
+        for w in ev.waiters:
+            if not w.done():
+                w.set_result(value)
+
+    async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        t0 = time.perf_counter()
+        parts = scope["path"].strip("/").split("/")
+        route = self.routes.get(parts[0]) if len(parts) == 2 else None
+        if route is None:
+            await _send_json(send, 404, {"error": "Application not found",
+                                         "cause": f"No application named {parts[0]!r} is "
+                                                  "registered"})
+            return
+        body = await self._read_body(scope, receive, send)
+        if body is None:
+            return
+        try:
+            outcome = self._prepare(route, body)
+        except ValidationError as exc:
+            route.metrics.errors += 1
+            await _send_json(send, 400, {"error": exc.fields.get("error", "Json error"),
+                                         "cause": exc.msg})
+            return
+        waiters, batch = outcome
+        results = []
+        defaults = 0
+        for w in waiters:
+            if isinstance(w, asyncio.Future):
+                value = await w
+            else:
+                value = w
+            qid = self._next_query_id
+            self._next_query_id = qid + 1
+            if value is _TIMEOUT:
+                defaults += 1
+                results.append({"query_id": qid, "output": route.default_value, "default": True,
+                                "default_explanation": SLO_MISSED})
+            elif type(value) is ModelError:
+                defaults += 1
+                results.append({"query_id": qid, "output": route.default_value, "default": True,
+                                "default_explanation": f"Model error: {value.message}"})
+            elif type(value) is _NoModel:
+                defaults += 1
+                results.append({"query_id": qid, "output": route.default_value, "default": True,
+                                "default_explanation": NO_MODEL})
+            else:
+                results.append({"query_id": qid, "output": value, "default": False})
+        payload = orjson.dumps({"batch_predictions": results} if batch else results[0])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % len(payload))]})
+        await send({"type": "http.response.body", "body": payload})
+        route.metrics.record(time.perf_counter() - t0, len(results), defaults)
+
+    async def _read_body(self, scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
+        limit = self.max_body
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > limit:
+                    await _send_json(send, 413, {"error": "Payload too large",
+                                                 "cause": f"request body of {declared} bytes "
+                                                          f"exceeds the limit of {limit}"})
+                    return None
+                break
+        message = await receive()
+        body = message.get("body", b"")
+        while message.get("more_body", False):
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await _send_json(send, 413, {"error": "Payload too large",
+                                             "cause": f"request body exceeds the limit of "
+                                                      f"{limit} bytes"})
+                return None
+        return body
+
+    def _prepare(self, route: AppRoute, body: bytes) -> tuple[list[Any], bool]:
+        """Parse and validate a request; start its evaluations.
+
+        Returns one waiter (a future, or a value already known) per input.
+        """
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ValidationError(f"request body is not valid JSON: {exc}") from None
+        if type(request) is not dict:
+            raise ValidationError("request body must be a JSON object with an \"input\" or "
+                                  "\"input_batch\" field")
+        if "input" in request:
+            inputs = [request["input"]]
+            batch = False
+        elif "input_batch" in request:
+            inputs = request["input_batch"]
+            batch = True
+            if type(inputs) is not list or not inputs:
+                raise ValidationError("\"input_batch\" must be a non-empty list of inputs")
+        else:
+            raise ValidationError("request body has no \"input\" or \"input_batch\" field")
+        input_type = route.input_type
+        encoded = [rpc.encode_input(input_type, x) for x in inputs]
+        queue = route.queue
+        version = request.get("version")
+        if version is not None:
+            queue = self._pinned_queue(route, version)
+        if queue is None or not queue.replicas:
+            return [NO_MODEL_VALUE] * len(encoded), batch
+        loop = self._loop
+        assert loop is not None
+        deadline = loop.time() + route.deadline_s
+        cache = self.cache
+        pending = self.pending
+        name, ver = queue.model_name, queue.model_version
+        waiters: list[Any] = []
+        for data in encoded:
+            key = (name, ver, data)
+            hit = cache.get(key)
+            if hit is not MISS:
+                waiters.append(hit)
+                continue
+            w = loop.create_future()
+            loop.call_at(deadline, _expire, w)
+            ev = pending.get(key)
+            if ev is not None:
+                ev.waiters.append(w)
+                if deadline > ev.deadline:
+                    ev.deadline = deadline
+            else:
+                ev = Evaluation(key, data, w, deadline)
+                pending[key] = ev
+                queue.submit(ev)
+            waiters.append(w)
+        return waiters, batch
+
+    def _pinned_queue(self, route: AppRoute, version: Any) -> ModelQueue | None:
+        if isinstance(version, bool) or not isinstance(version, (str, int)):
+            raise ValidationError("\"version\" must be a string")
+        version = str(version)
+        model = route.model_name
+        snap = self.snapshot
+        if model is None or snap is None or (model, version) not in snap.models:
+            raise ValidationError(f"Requested version: {version} does not exist for model: "
+                                  f"{model}", error="Query processing error")
+        return self._queue(model, version, route.input_type)
+
+    # -- other routes ------------------------------------------------------
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(orjson.dumps(self.describe(), option=orjson.OPT_NON_STR_KEYS),
+                        media_type="application/json")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "frontend_id": self.frontend_id,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "store": {"url": getattr(self.store, "url", str(self._store_arg)),
+                      "healthy": self.store_healthy, "error": self.store_error,
+                      "revision": self.snapshot.revision if self.snapshot else None},
+            "applications": {name: m.describe() for name, m in self.app_metrics.items()},
+            "models": {f"{n}:{v}": q.describe() for (n, v), q in self.queues.items()},
+            "cache": self.cache.stats(),
+            "rpc": {"connected_replicas": len(self.rpc.replicas),
+                    "malformed_messages": self.rpc.malformed},
+        }
+
+    async def healthz(self, request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def readyz(self, request: Request) -> Response:
+        ready = self.store_healthy and self.snapshot is not None
+        body = {"ready": ready, "store_healthy": self.store_healthy,
+                "configuration_loaded": self.snapshot is not None}
+        if self.store_error:
+            body["error"] = self.store_error
+        return Response(orjson.dumps(body), status_code=200 if ready else 503,
+                        media_type="application/json")
+
+    async def method_not_allowed(self, request: Request) -> Response:
+        return Response(orjson.dumps({"error": "Method not allowed",
+                                      "cause": "use POST /{app}/predict"}),
+                        status_code=405, media_type="application/json")
+
+
+class _NoModel:
+    __slots__ = ()
+
+
+NO_MODEL_VALUE = _NoModel()
+
+
+def _expire(w: asyncio.Future[Any]) -> None:
+    if not w.done():
+        w.set_result(_TIMEOUT)
+
+
+def _quietly(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception as exc:
+        log.warning("state store write failed: %s", exc)
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+    payload = orjson.dumps(body)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % len(payload))]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def create_app(store: StateStore | str, **options: Any) -> QueryFrontend:
+    """The query frontend as an ASGI app (its lifespan binds the RPC port)."""
+    return QueryFrontend(store, **options)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m clipper_frontends.query",
+                                     description="Clipper query frontend")
+    parser.add_argument("--store", required=True, help="state store URL")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=1337)
+    parser.add_argument("--rpc-host", default="0.0.0.0")
+    parser.add_argument("--rpc-port", type=int, default=7000)
+    parser.add_argument("--cache-size", type=int, default=32 * 1024 * 1024)
+    parser.add_argument("--frontend-id", default=None)
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
+    parser.add_argument("--replica-silence-s", type=float, default=15.0)
+    parser.add_argument("--log-level", default=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import uvicorn
+
+    app = create_app(args.store, rpc_host=args.rpc_host, rpc_port=args.rpc_port,
+                     cache_size=args.cache_size, frontend_id=args.frontend_id,
+                     max_body_bytes=args.max_body_bytes,
+                     replica_silence_s=args.replica_silence_s)
+    log.info("plugins: %s", ", ".join(f"{p.name} {p.version or ''}".strip()
+                                      for p in plugins.list_plugins()))
+    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
+                lifespan="on", log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

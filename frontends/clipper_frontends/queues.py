@@ -1,0 +1,193 @@
+"""Per model-version queues: batching queries onto free replicas.
+
+Everything here runs on the query frontend's event loop and is driven by
+events, not polling: a query arriving, a replica becoming free, a batch
+delay expiring.  One batch is in flight per replica at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from array import array
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from clipper_core.interfaces import BatchingPolicy
+
+if TYPE_CHECKING:
+    from .rpc_server import ReplicaConn
+
+log = logging.getLogger("clipper.queues")
+
+RING = 1024
+
+
+class ModelError:
+    """The model raised (or returned something unusable) for this input."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class Evaluation:
+    """One input to evaluate once, for one or more waiting HTTP queries."""
+
+    __slots__ = ("key", "data", "waiters", "deadline")
+
+    def __init__(self, key: tuple[str, str, bytes], data: bytes,
+                 waiter: asyncio.Future[Any], deadline: float) -> None:
+        self.key = key
+        self.data = data
+        self.waiters = [waiter]
+        self.deadline = deadline
+
+    def abandoned(self, now: float) -> bool:
+        """True when every waiter has been answered (by its SLO timer).
+
+        ``deadline`` and ``now`` are event-loop times (``loop.time()``).
+        """
+        if self.deadline > now:
+            return False
+        for w in self.waiters:
+            if not w.done():
+                return False
+        return True
+
+
+class ModelQueue:
+    """Queue, replicas and batching policy of one model version."""
+
+    def __init__(self, model_name: str, model_version: str, input_type: int,
+                 policy: BatchingPolicy, send_batch: Callable[[ReplicaConn, list[Evaluation]], bool],
+                 on_result: Callable[[Evaluation, bytes], None],
+                 slo_s: float = 0.1) -> None:
+        self.model_name = model_name
+        self.model_version = model_version
+        self.input_type = input_type
+        self.policy = policy
+        self.slo_s = slo_s
+        self._send_batch = send_batch
+        self._on_result = on_result
+        self.queue: deque[Evaluation] = deque()
+        self.replicas: dict[bytes, ReplicaConn] = {}
+        self.idle: list[ReplicaConn] = []
+        self._delay_handle: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_event_loop()
+        # metrics
+        self.batches = 0
+        self.batched_inputs = 0
+        self.dropped = 0
+        self._sizes = array("H", bytes(2 * RING))
+        self._latencies = array("d", bytes(8 * RING))
+        self._ring = 0
+
+    # -- replicas ----------------------------------------------------------
+    def add_replica(self, replica: ReplicaConn) -> None:
+        self.replicas[replica.identity] = replica
+        if replica not in self.idle:
+            self.idle.append(replica)
+        self.dispatch()
+
+    def remove_replica(self, replica: ReplicaConn) -> None:
+        self.replicas.pop(replica.identity, None)
+        if replica in self.idle:
+            self.idle.remove(replica)
+        batch = replica.take_inflight()
+        if batch:
+            self.requeue(batch)
+
+    @property
+    def connected(self) -> int:
+        return len(self.replicas)
+
+    # -- queries -----------------------------------------------------------
+    def submit(self, ev: Evaluation) -> None:
+        self.queue.append(ev)
+        if self.idle:
+            self.dispatch()
+
+    def requeue(self, batch: list[Evaluation]) -> None:
+        """Put a lost batch back at the head of the queue (those still wanted)."""
+        now = self._loop.time()
+        for ev in reversed(batch):
+            if not ev.abandoned(now):
+                self.queue.appendleft(ev)
+        self.dispatch()
+
+    def dispatch(self, force: bool = False) -> None:
+        """Hand queued inputs to idle replicas, a batch each.
+
+        Unless ``force``, a policy may ask to wait a little for a fuller batch.
+        """
+        queue = self.queue
+        if not queue or not self.idle:
+            return
+        policy = self.policy
+        if not force:
+            delay = policy.batch_delay(len(queue))
+            if delay > 0.0:
+                if self._delay_handle is None:
+                    self._delay_handle = self._loop.call_later(delay, self.dispatch, True)
+                return
+        if self._delay_handle is not None:
+            self._delay_handle.cancel()
+            self._delay_handle = None
+        now = self._loop.time()
+        while queue and self.idle:
+            limit = policy.max_batch_size()
+            batch: list[Evaluation] = []
+            while queue and len(batch) < limit:
+                ev = queue.popleft()
+                if ev.abandoned(now):
+                    self.dropped += 1
+                    continue
+                batch.append(ev)
+            if not batch:
+                return
+            replica = self.idle.pop()
+            if not self._send_batch(replica, batch):
+                # The replica vanished while we sent: forget it, keep the batch.
+                for ev in reversed(batch):
+                    queue.appendleft(ev)
+                self.remove_replica(replica)
+
+    def batch_done(self, replica: ReplicaConn, batch: list[Evaluation],
+                   outputs: list[bytes], latency_s: float) -> None:
+        """A replica answered ``batch``; resolve it and give the replica more work."""
+        on_result = self._on_result
+        for ev, out in zip(batch, outputs):
+            on_result(ev, out)
+        n = len(batch)
+        self.batches += 1
+        self.batched_inputs += n
+        i = self._ring
+        self._sizes[i] = min(n, 65535)
+        self._latencies[i] = latency_s
+        self._ring = (i + 1) % RING
+        self.policy.on_batch_done(n, latency_s, self.slo_s)
+        if replica.identity in self.replicas:
+            self.idle.append(replica)
+        self.dispatch()
+
+    def describe(self) -> dict[str, Any]:
+        count = min(self.batches, RING)
+        sizes = sorted(self._sizes[:count]) if count else []
+        lats = sorted(self._latencies[:count]) if count else []
+        return {
+            "model": f"{self.model_name}:{self.model_version}",
+            "connected_replicas": self.connected,
+            "idle_replicas": len(self.idle),
+            "queue_length": len(self.queue),
+            "batches": self.batches,
+            "mean_batch_size": self.batched_inputs / self.batches if self.batches else 0.0,
+            "recent_mean_batch_size": sum(sizes) / count if count else 0.0,
+            "recent_max_batch_size": sizes[-1] if sizes else 0,
+            "batch_latency_p50_ms": lats[count // 2] * 1000 if count else 0.0,
+            "batch_latency_p99_ms": lats[min(count - 1, int(count * 0.99))] * 1000 if count else 0.0,
+            "dropped_expired": self.dropped,
+            "batching": self.policy.describe(),
+        }
