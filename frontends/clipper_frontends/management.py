@@ -388,6 +388,12 @@ def create_app(store: StateStore | str, *, token: str | None = None,
         denied = await guard(request)
         if denied is not None:
             return denied
+        name = request.path_params["rest"]
+        if name in WRITES or name in READS or name in ("ping", "plugins"):
+            method = "GET" if name in ("ping", "plugins") else "POST"
+            return json_response({"error": "method_not_allowed",
+                                  "cause": f"/admin/{name} accepts {method} only"},
+                                 status=405)
         return error_response(NotFoundError(
             f"Unknown management endpoint {request.url.path}; known: "
             + ", ".join(sorted([*WRITES, *READS, "ping", "plugins"]))))
