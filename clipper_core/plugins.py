@@ -90,8 +90,12 @@ def build_plugin_manager(*, load_entry_points: bool = True,
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"Plugin {exc.plugin!r} implements an unknown hook: {exc}",
-                          plugin=str(exc.plugin)) from exc
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        dist = pm.distributions.get(name)
+        dist_name = dist.name if dist is not None else (
+            "clipper-core" if name in DEFAULT_PLUGINS else "unknown distribution")
+        raise PluginError(f"Plugin {name!r} from distribution {dist_name!r} implements an "
+                          f"unknown hook: {exc}", plugin=name, distribution=dist_name) from exc
     if os.environ.get("CLIPPER_TRACE_HOOKS"):
         pm.trace.root.setwriter(log.info)
         pm.enable_tracing()
