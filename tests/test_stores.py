@@ -385,3 +385,59 @@ def test_copy_state_memory_to_sqlite(sqlite_url: str) -> None:
     finally:
         dst.close()
         keep.close()
+
+
+@pytest.mark.redis
+def test_rediss_with_password(tmp_path: Path) -> None:
+    """TLS (``rediss://``, CA from the URL) and a password from the URL."""
+    server = RedisServer(tmp_path / "redis", free_port(), tls=True, password="s3cret")
+    server.start()
+    try:
+        url = server.url + "&prefix=tls"
+        assert url.startswith("rediss://:s3cret@")
+        store, other = open_store(url), open_store(url)
+        rec = Recorder()
+        stop = store.watch(rec)
+        try:
+            store.ping()
+            other.add_model(make_model("m"))
+            assert rec.wait_for(other.revision()), rec.revisions
+            assert store.get_current_version("m") == "1"
+        finally:
+            stop()
+            store.close()
+            other.close()
+        wrong = open_store(url.replace("s3cret", "wrong"))
+        with pytest.raises(StoreUnavailableError) as info:
+            wrong.list_models()
+        assert "wrong" not in str(info.value) and "s3cret" not in str(info.value)
+        wrong.close()
+        plain = open_store(f"redis://:s3cret@127.0.0.1:{server.port}/0?prefix=tls")
+        with pytest.raises(StoreUnavailableError):
+            plain.ping()
+        plain.close()
+    finally:
+        server.stop()
+
+
+def test_sqlite_closes_connections_of_finished_threads(sqlite_url: str) -> None:
+    import threading
+
+    import psutil
+
+    store = open_store(sqlite_url)
+    path = sqlite_url.removeprefix("sqlite://")
+
+    def open_handles() -> int:
+        return sum(1 for f in psutil.Process().open_files() if f.path == path)
+
+    try:
+        for _ in range(10):
+            t = threading.Thread(target=store.list_models)
+            t.start()
+            t.join()
+        store.list_models()
+        assert open_handles() <= 2
+    finally:
+        store.close()
+    assert open_handles() == 0

@@ -90,7 +90,9 @@ class SqliteStateStore(BaseStateStore):
         self.path = path
         self._timeout = timeout
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        #: every open connection with its thread, to close them all (and those
+        #: of finished threads) without waiting for the garbage collector
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,8 +106,9 @@ class SqliteStateStore(BaseStateStore):
 
     # -- connections -------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (a new one after a fork)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
+        if conn is not None and self._local.pid == os.getpid():
             return conn
         if self._closed:
             raise StoreUnavailableError(f"State store {self.url} is closed", url=self.url)
@@ -119,9 +122,17 @@ class SqliteStateStore(BaseStateStore):
             conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
-        self._local.conn = conn
+        self._local.conn, self._local.pid = conn, os.getpid()
         with self._conns_lock:
-            self._conns.append(conn)
+            alive = []
+            for thread, other in self._conns:
+                if thread.is_alive():
+                    alive.append((thread, other))
+                else:
+                    with contextlib.suppress(sqlite3.Error):
+                        other.close()
+            alive.append((threading.current_thread(), conn))
+            self._conns = alive
         return conn
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
@@ -318,7 +329,7 @@ class SqliteStateStore(BaseStateStore):
         super().close()
         with self._conns_lock:
             conns, self._conns = self._conns, []
-        for conn in conns:
+        for _thread, conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
