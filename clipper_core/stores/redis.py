@@ -17,9 +17,11 @@ follow the pub/sub channel and poll the revision as a fallback.
 
 redis-py is imported when a store is opened, not when the plugin loads.
 Whenever Redis cannot be reached, every method raises
-:class:`~clipper_core.errors.StoreUnavailableError`; the connection pool
-reconnects on the next call, and the pub/sub listener reconnects with
-exponential back-off.
+:class:`~clipper_core.errors.StoreUnavailableError` (never a redis-py
+error).  After a connection failure calls fail fast for a back-off period
+(50 ms, doubling up to 1 s), then the next call reconnects; the pub/sub
+listener likewise reconnects with back-off, so ``watch()`` survives a Redis
+restart.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -55,6 +58,9 @@ from .base import (
 log = logging.getLogger("clipper.stores.redis")
 
 DEFAULT_PREFIX = "clipper"
+
+#: Longest time calls fail fast after a connection failure before retrying.
+MAX_BACKOFF = 1.0
 
 # KEYS of every script: revision, apps, links, models, model_counts, current.
 # ARGV[1] is the change channel; scripts return "ok" or an error code.
@@ -183,7 +189,7 @@ class RedisStateStore(BaseStateStore):
         self._where = (f"Redis state store {opts['host']}:{opts['port']}/{opts['db']} "
                        f"(prefix {self.prefix!r})")
         self._redis_error: type[Exception] = redis.exceptions.RedisError
-        self._client = redis.Redis(**opts, decode_responses=True,
+        self._client: Any = redis.Redis(**opts, decode_responses=True,
                                    retry=Retry(NoBackoff(), 0), health_check_interval=0)
         p = self.prefix
         self._keys = [f"{p}:revision", f"{p}:apps", f"{p}:links", f"{p}:models",
@@ -196,19 +202,43 @@ class RedisStateStore(BaseStateStore):
             ("delete_model", _DELETE_MODEL), ("set_current", _SET_CURRENT),
             ("set_link", _SET_LINK))}
         self._push_stop = threading.Event()
+        self._connection_errors: tuple[type[Exception], ...] = (
+            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+        #: back-off after a connection failure: calls fail fast until
+        #: ``_retry_at`` instead of each waiting for a connect timeout
+        self._backoff_lock = threading.Lock()
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._last_error = ""
         self._push_thread: threading.Thread | None = None
 
     # -- plumbing ----------------------------------------------------------
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
+        """Turn every redis-py error into StoreUnavailableError; after a
+        connection failure, fail fast for a back-off period (50 ms doubling to
+        1 s) before the next call tries to reconnect."""
         if self._closed:
             raise StoreUnavailableError(f"{self._where} is closed", url=_redact(self.url))
+        wait = self._retry_at - time.monotonic()
+        if wait > 0:
+            raise StoreUnavailableError(
+                f"{self._where} is unavailable: {self._last_error} (retrying in {wait:.2f}s)",
+                url=_redact(self.url))
         try:
             yield
-        except self._redis_error as exc:
-            raise StoreUnavailableError(
-                f"{self._where} is unavailable: {type(exc).__name__}: {exc}",
-                url=_redact(self.url)) from exc
+        except (self._redis_error, OSError) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, self._connection_errors):
+                with self._backoff_lock:
+                    self._backoff = min(max(self._backoff * 2, 0.05), MAX_BACKOFF)
+                    self._retry_at = time.monotonic() + self._backoff
+                    self._last_error = message
+            raise StoreUnavailableError(f"{self._where} is unavailable: {message}",
+                                        url=_redact(self.url)) from exc
+        if self._backoff:
+            with self._backoff_lock:
+                self._backoff, self._retry_at = 0.0, 0.0
 
     def _run(self, script: str, *args: str, errors: dict[str, Callable[[], Exception]]) -> None:
         """Run a write script; raise ``errors[code]()`` when it refuses."""
@@ -222,7 +252,7 @@ class RedisStateStore(BaseStateStore):
             raise make()
         self._changed()
 
-    def _multi(self, build: Callable[[Any], None]) -> list[Any]:
+    def _multi(self, build: Callable[[Any], object]) -> list[Any]:
         """Run the commands ``build(pipe)`` queues in one MULTI/EXEC."""
         with self._guard():
             pipe = self._client.pipeline(transaction=True)

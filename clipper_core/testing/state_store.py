@@ -115,7 +115,7 @@ class StateStoreContract:
         assert snap.revision == store.revision()
 
     def test_ping(self, store: StateStore) -> None:
-        assert store.ping() is None
+        store.ping()  # raises StoreUnavailableError if the store cannot be reached
 
     # -- applications -------------------------------------------------------
     def test_add_and_get_application(self, store: StateStore) -> None:
