@@ -98,6 +98,13 @@ def test_sqlite_bad_urls(tmp_path: Path) -> None:
         open_store(f"sqlite:///{blocker}/state.db")
 
 
+def test_sqlite_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not an SQLite database file at all" * 100)
+    with pytest.raises(StoreUnavailableError, match="not a database"):
+        open_store(f"sqlite:///{path}")
+
+
 def test_sqlite_closed_store_raises(sqlite_url: str) -> None:
     s = open_store(sqlite_url)
     s.close()
@@ -109,7 +116,7 @@ def _run_writer(sqlite_url: str, code: str) -> subprocess.Popen[bytes]:
     script = textwrap.dedent("""
         import sys
         from clipper_core.plugins import open_store
-        from clipper_core.testing.state_store import make_model, make_app
+        from clipper_core.testing.state_store import make_app, make_model, make_replica
         store = open_store(sys.argv[1])
     """) + textwrap.dedent(code)
     return subprocess.Popen([sys.executable, "-c", script, sqlite_url], cwd=ROOT,
@@ -124,7 +131,6 @@ def test_sqlite_watch_sees_another_process(sqlite_url: str) -> None:
         proc = _run_writer(sqlite_url, """
             store.add_model(make_model("m", "1"))
             print(store.revision(), flush=True)
-            sys.stdin.read() if False else None
         """)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err.decode()
@@ -145,8 +151,7 @@ def test_sqlite_several_processes_write_at_once(sqlite_url: str) -> None:
         procs = [_run_writer(sqlite_url, f"""
             for i in range(15):
                 store.add_model(make_model("m{w}", str(i)))
-                store.put_replica(__import__("clipper_core.testing.state_store",
-                    fromlist=["x"]).make_replica("m{w}", str(i)))
+                store.put_replica(make_replica("m{w}", str(i)))
         """) for w in range(3)]
         # and this process writes at the same time
         for i in range(15):
@@ -242,6 +247,24 @@ def test_redis_prefixes_do_not_see_each_other(redis_server: RedisServer) -> None
         stop()
         a.close()
         b.close()
+
+
+@pytest.mark.redis
+def test_redis_databases_are_separate(redis_server: RedisServer) -> None:
+    base = f"redis://127.0.0.1:{redis_server.port}"
+    db1, db2 = open_store(f"{base}/1?prefix=same"), open_store(f"{base}/2?prefix=same")
+    rec = Recorder()
+    stop = db2.watch(rec)
+    try:
+        db1.add_application(make_app("a"))
+        time.sleep(0.4)
+        assert rec.revisions == [] and db2.list_applications() == []
+        db2.add_application(make_app("a"))
+        assert rec.wait_for(1)
+    finally:
+        stop()
+        db1.close()
+        db2.close()
 
 
 @pytest.mark.redis
