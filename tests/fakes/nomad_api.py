@@ -40,17 +40,14 @@ Consul.  Everything runs on one "node" at ``127.0.0.1``.
 from __future__ import annotations
 
 import base64
+import ctypes
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,33 +56,16 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
-
 from clipper_nomad.jobspec import SECOND, job_problems
+
+from .process_pods import ImageSpec, ImageTable, allocate_port, http_probe, local_argv, tcp_probe
 
 NODE_ID = "f0a2e5c4-1d1e-4a63-9c3e-000000000001"
 NODE_NAME = "fake-node-1"
 
 
-@attrs.frozen
-class FakeImage:
-    """What a docker image stands for locally: its entrypoint argv and the
-    local directory that plays the image's ``/model``."""
-
-    argv: tuple[str, ...]
-    model_dir: str | None = None
-
-
 def _now_ns() -> int:
     return time.time_ns()
-
-
-def _free_port(taken: set[int]) -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in taken:
-            return port
 
 
 @attrs.define(eq=False)
@@ -194,10 +174,10 @@ class FakeNomad:
     every task process and stops the server.  Usable as a context manager."""
 
     def __init__(self, workdir: str | os.PathLike[str], *,
-                 images: dict[str, FakeImage] | None = None, token: str | None = None,
+                 images: ImageTable | dict[str, ImageSpec] | None = None, token: str | None = None,
                  region: str = "global", datacenter: str = "dc1") -> None:
         self.workdir = Path(workdir)
-        self.images = dict(images or {})
+        self.images = images if isinstance(images, ImageTable) else ImageTable(images)
         self.token = token
         self.region = region
         self.datacenter = datacenter
@@ -370,7 +350,10 @@ class FakeNomad:
             for p in net.get("ReservedPorts") or ():
                 ports[p["Label"]] = p["Value"]
             for p in net.get("DynamicPorts") or ():
-                ports[p["Label"]] = _free_port(taken | set(ports.values()))
+                port = allocate_port()
+                while port in taken:
+                    port = allocate_port()
+                ports[p["Label"]] = port
         alloc_id = str(uuid.uuid4())
         directory = self.workdir / "allocs" / alloc_id
         (directory / "alloc" / "logs").mkdir(parents=True, exist_ok=True)
@@ -493,9 +476,9 @@ class FakeNomad:
         args = [_interpolate(str(a), env) for a in config.get("args") or []]
         driver = task["Driver"]
         if driver == "raw_exec":
-            return [_resolve(_interpolate(config["command"], env))] + args
+            return _local([_interpolate(config["command"], env)] + args)
         if driver == "docker":
-            image = self.images.get(config.get("image", ""))
+            image = self.images.resolve(str(config.get("image", "")))
             if image is None:
                 raise _DriverError(
                     f"Failed to pull `{config.get('image')}`: Error response from daemon: "
@@ -506,9 +489,13 @@ class FakeNomad:
                     if value == "/model" or value.startswith("/model/"):
                         env[key] = image.model_dir + value[len("/model"):]
                 env.setdefault("CLIPPER_MODEL_PATH", image.model_dir)
-            if config.get("command"):
-                return [_resolve(config["command"])] + args
-            return list(image.argv) + args
+            entrypoint = [_interpolate(str(a), env) for a in config.get("entrypoint") or []]
+            command = [_interpolate(config["command"], env)] if config.get("command") else []
+            if entrypoint:
+                return _local([*entrypoint, *command, *args])
+            if command:
+                return _local([*command, *args])
+            return _local([*image.entrypoint, *args])
         raise _DriverError(f"missing drivers: {driver}")
 
     def _render_templates(self, alloc: Allocation, task: dict[str, Any],
@@ -555,7 +542,8 @@ class FakeNomad:
                     proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err,
                                             stdin=subprocess.DEVNULL,
                                             cwd=str(alloc.dir / task["Name"]),
-                                            start_new_session=True)
+                                            start_new_session=True,
+                                            preexec_fn=_die_with_parent)
             except _DriverError as exc:
                 with self._cond:
                     run.event("Driver Failure", str(exc), fails_task=False)
@@ -660,16 +648,9 @@ class FakeNomad:
         if port is None:
             return False
         timeout = chk["Timeout"] / SECOND
-        try:
-            if chk["Type"] == "tcp":
-                with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-                    return True
-            url = f"{chk.get('Protocol') or 'http'}://127.0.0.1:{port}{chk['Path']}"
-            req = urllib.request.Request(url, method=chk.get("Method") or "GET")
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-                return 200 <= resp.status < 300
-        except OSError:
-            return False
+        if chk["Type"] == "tcp":
+            return tcp_probe(port, timeout=timeout)[0]
+        return http_probe(port, chk["Path"], timeout=timeout)[0]
 
 
 class _DriverError(Exception):
@@ -706,14 +687,21 @@ def _kill(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
             pass
 
 
-def _resolve(command: str) -> str:
-    if command in ("python", "python3"):
-        return sys.executable
-    found = shutil.which(command)
-    if found is None:
-        raise _DriverError(f"failed to launch command with executor: exec: \"{command}\": "
-                           "executable file not found in $PATH")
-    return found
+def _local(argv: list[str]) -> list[str]:
+    try:
+        return local_argv(argv)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _DriverError(f"failed to launch command with executor: {exc}") from None
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 _VAR = re.compile(r"\$\{([^}]+)\}")
@@ -747,8 +735,10 @@ def _render(text: str, env: dict[str, str], services: dict[str, list[dict[str, A
         ivar, svar, name, body = m.groups()
         out = []
         for i, entry in enumerate(services.get(name, [])):
+            first = i == 0
             part = re.sub(r'\{\{-?\s*if\s+ne\s+\$' + ivar + r'\s+0\s*-?\}\}(.*?)'
-                          r'\{\{-?\s*end\s*-?\}\}', lambda mm: mm.group(1) if i else "",
+                          r'\{\{-?\s*end\s*-?\}\}',
+                          lambda mm, first=first: "" if first else mm.group(1),
                           body, flags=re.S)
             part = re.sub(r'\{\{-?\s*\$' + svar + r'\.Address\s*-?\}\}', entry["Address"], part)
             part = re.sub(r'\{\{-?\s*\$' + svar + r'\.Port\s*-?\}\}', str(entry["Port"]), part)

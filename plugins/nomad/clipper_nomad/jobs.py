@@ -116,10 +116,10 @@ def redis_job(s: JobSettings) -> dict[str, Any]:
 
 def mgmt_job(s: JobSettings, image: str | None, store_url: str) -> dict[str, Any]:
     """The management frontend, one allocation; healthy when /admin/ping answers."""
-    args = ["-m", "clipper_frontends.management", "--store", store_url,
-            "--host", "${NOMAD_IP_http}", "--port", "${NOMAD_PORT_http}"]
+    args = ["--store", store_url, "--host", "${NOMAD_IP_http}", "--port", "${NOMAD_PORT_http}"]
     env = {"CLIPPER_ADMIN_TOKEN": s.admin_token} if s.admin_token else {}
-    task = _task("management", s, _python_config(s, image, args, ["http"]), env)
+    config = _python_config(s, image, "clipper_frontends.management", args, ["http"])
+    task = _task("management", s, config, env)
     group = _group(s, "management", 1, [task], ports=[("http", s.mgmt_port)],
                    services=[_service(s, ROLE_MGMT, "http", "http", "/admin/ping")],
                    health="checks")
@@ -133,11 +133,11 @@ def query_job(s: JobSettings, image: str | None, store_url: str, cache_size: int
     Two services: ``…-query`` (REST, what clients use) and ``…-query-rpc``
     (the ZeroMQ port model replicas connect to).
     """
-    args = ["-m", "clipper_frontends.query", "--store", store_url,
-            "--host", "${NOMAD_IP_http}", "--port", "${NOMAD_PORT_http}",
+    args = ["--store", store_url, "--host", "${NOMAD_IP_http}", "--port", "${NOMAD_PORT_http}",
             "--rpc-host", "${NOMAD_IP_rpc}", "--rpc-port", "${NOMAD_PORT_rpc}",
             "--cache-size", str(cache_size), "--frontend-id", "q${NOMAD_ALLOC_INDEX}"]
-    task = _task("query", s, _python_config(s, image, args, ["http", "rpc"]), {})
+    config = _python_config(s, image, "clipper_frontends.query", args, ["http", "rpc"])
+    task = _task("query", s, config, {})
     group = _group(s, "query", count, [task],
                    ports=[("http", s.query_port), ("rpc", s.rpc_port)],
                    services=[_service(s, ROLE_QUERY, "http", "http", "/healthz"),
@@ -187,12 +187,14 @@ def frontends_template(s: JobSettings) -> dict[str, Any]:
             "ChangeMode": "restart", "Envvars": True}
 
 
-def _python_config(s: JobSettings, image: str | None, args: list[str],
+def _python_config(s: JobSettings, image: str | None, module: str, args: list[str],
                    ports: list[str]) -> dict[str, Any]:
+    """Run ``python -m module args``: in the image (its entrypoint replaced, so
+    any image with Python and clipper-core installed works) or on the host."""
     if s.driver == "docker":
         return {"image": image, "network_mode": "host", "ports": ports,
-                "command": "python", "args": args}
-    return {"command": s.python, "args": args}
+                "entrypoint": ["python", "-m", module], "args": args}
+    return {"command": s.python, "args": ["-m", module, *args]}
 
 
 def _ns(seconds: float) -> int:

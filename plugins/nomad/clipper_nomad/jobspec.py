@@ -295,6 +295,10 @@ def _driver_problems(where: str, task: dict[str, Any], labels: set[str]) -> list
     if driver == "docker":
         if not isinstance(config.get("image"), str) or not config.get("image"):
             problems.append(f"{where}.Config: the docker driver needs a string 'image'")
+        entrypoint = config.get("entrypoint")
+        if entrypoint is not None and (not isinstance(entrypoint, list) or not all(
+                isinstance(a, str) for a in entrypoint)):
+            problems.append(f"{where}.Config.entrypoint: must be a list of strings")
         for port in config.get("ports") or ():
             if port not in labels:
                 problems.append(f"{where}.Config.ports: port label {port!r} is not defined "
