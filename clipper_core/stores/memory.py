@@ -175,6 +175,11 @@ class MemoryStateStore(BaseStateStore):
     def ping(self) -> None:
         return None
 
+    def close(self) -> None:
+        super().close()
+        with self._state.lock:
+            self._state.listeners.discard(self)
+
 
 @hookimpl
 def register_state_stores(register: Callable[[str, Callable[..., Any]], None]) -> None:

@@ -189,8 +189,9 @@ class RedisStateStore(BaseStateStore):
         self._where = (f"Redis state store {opts['host']}:{opts['port']}/{opts['db']} "
                        f"(prefix {self.prefix!r})")
         self._redis_error: type[Exception] = redis.exceptions.RedisError
+        # No retries inside redis-py: a retried script could run twice.
         self._client: Any = redis.Redis(**opts, decode_responses=True,
-                                   retry=Retry(NoBackoff(), 0), health_check_interval=0)
+                                        retry=Retry(NoBackoff(), 0), health_check_interval=0)
         p = self.prefix
         self._keys = [f"{p}:revision", f"{p}:apps", f"{p}:links", f"{p}:models",
                       f"{p}:model_counts", f"{p}:current"]
