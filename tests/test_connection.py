@@ -604,3 +604,32 @@ def test_token_is_required(tmp_path: Path) -> None:
         assert httpx.get(f"http://{proc.addr}/healthz").status_code == 200
     finally:
         proc.stop()
+
+
+# -- the clipper_admin compatibility names -------------------------------------
+
+def test_clipper_admin_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import clipper_admin
+    from clipper_admin.deployers import python as python_deployer
+    from clipper_core.deployers import python as core_deployer
+    from clipper_core.plugins import backends
+
+    assert clipper_admin.ClipperConnection is ClipperConnection
+    assert clipper_admin.UnconnectedException is UnconnectedException
+    assert python_deployer.deploy_python_closure is core_deployer.deploy_python_closure
+    assert python_deployer.create_endpoint is core_deployer.create_endpoint
+    installed = backends("container_managers")
+    for attr, (name, _dist) in clipper_admin.CONTAINER_MANAGERS.items():
+        if name in installed:
+            assert getattr(clipper_admin, attr) is installed[name].factory
+    assert "local_process" in installed
+    assert clipper_admin.LocalProcessContainerManager is installed["local_process"].factory
+    monkeypatch.setitem(clipper_admin.CONTAINER_MANAGERS, "ImaginaryContainerManager",
+                        ("imaginary", "clipper-imaginary"))
+    with pytest.raises(PluginError) as info:
+        clipper_admin.ImaginaryContainerManager  # noqa: B018
+    assert "pip install clipper-imaginary" in str(info.value)
+    assert "local_process" in str(info.value)
+    assert not hasattr(clipper_admin, "ImaginaryContainerManager")
+    with pytest.raises(AttributeError):
+        clipper_admin.NoSuchThing  # noqa: B018
