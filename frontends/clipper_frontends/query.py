@@ -452,8 +452,10 @@ class QueryFrontend:
             else:
                 ev = Evaluation(key, data, w, deadline)
                 pending[key] = ev
-                queue.submit(ev)
+                queue.queue.append(ev)
             waiters.append(w)
+        # One dispatch for the whole request, so an input_batch travels as one batch.
+        queue.dispatch()
         return waiters, batch
 
     def _pinned_queue(self, route: AppRoute, version: Any) -> ModelQueue | None:

@@ -105,11 +105,6 @@ class ModelQueue:
         return len(self.replicas)
 
     # -- queries -----------------------------------------------------------
-    def submit(self, ev: Evaluation) -> None:
-        self.queue.append(ev)
-        if self.idle:
-            self.dispatch()
-
     def requeue(self, batch: list[Evaluation]) -> None:
         """Put a lost batch back at the head of the queue (those still wanted)."""
         now = self._loop.time()
