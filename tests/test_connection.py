@@ -633,3 +633,68 @@ def test_clipper_admin_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not hasattr(clipper_admin, "ImaginaryContainerManager")
     with pytest.raises(AttributeError):
         clipper_admin.NoSuchThing  # noqa: B018
+
+
+# -- with a real query frontend and a model started outside Clipper ------------
+
+@pytest.mark.slow
+def test_end_to_end_with_a_containerless_model(tmp_path: Path) -> None:
+    """Register a containerless model, start its replica by hand, link it,
+    query it, and see it through the admin API and inspect_instance."""
+    store_url = f"sqlite:///{tmp_path / 'state.db'}"
+    mgmt = ManagementProcess(store_url)
+    query_port, rpc_port = free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    mgmt.start()
+    try:
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "clipper_frontends.query", "--store", store_url,
+             "--host", "127.0.0.1", "--port", str(query_port), "--rpc-host", "127.0.0.1",
+             "--rpc-port", str(rpc_port), "--frontend-id", "qf-0", "--log-level", "WARNING"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{query_port}/healthz").status_code
+                   == 200, timeout=20, what="query frontend /healthz")
+        conn = ClipperConnection(AddressManager(mgmt.addr,
+                                                query_addr=f"127.0.0.1:{query_port}"))
+        conn.connect()
+        conn.register_application("sum-app", "doubles", "-1", 2_000_000)
+        conn.register_model("summer", "1", "doubles")
+        conn.link_model_to_app("sum-app", "summer")
+        model_dir = tmp_path / "model"
+        model_dir.mkdir()
+        (model_dir / "predict.py").write_text(
+            "def predict(xs):\n    return [str(float(sum(x))) for x in xs]\n")
+        env = dict(os.environ, CLIPPER_MODEL_NAME="summer", CLIPPER_MODEL_VERSION="1",
+                   CLIPPER_INPUT_TYPE="doubles", CLIPPER_IP="127.0.0.1",
+                   CLIPPER_PORT=str(rpc_port), CLIPPER_MODEL_PATH=str(model_dir),
+                   CLIPPER_REPLICA_ID="by-hand")
+        procs.append(subprocess.Popen([sys.executable, "-m", "clipper_core.runtime"],
+                                      cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        wait_until(lambda: conn.get_model_replica_info("summer", "1", "by-hand"),
+                   timeout=20, what="the replica in get_model_replica_info")
+        info = conn.get_model_replica_info("summer", "1", "by-hand")
+        assert (info["connected"], info["input_type"], info["status"]) == (True, "doubles",
+                                                                          None)
+
+        def answered() -> Any:
+            r = httpx.post(f"http://127.0.0.1:{query_port}/sum-app/predict",
+                           json={"input": [1.0, 2.5]}, timeout=5).json()
+            return r if r.get("default") is False else None
+        assert wait_until(answered, timeout=20, what="a model answer")["output"] == 3.5
+        metrics = conn.inspect_instance()
+        assert isinstance(metrics, dict)
+        assert "sum-app" in str(metrics)
+        with pytest.raises(ClipperException, match="containerless model"):
+            conn.set_num_replicas("summer", 2)
+        conn.close()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        mgmt.stop()
