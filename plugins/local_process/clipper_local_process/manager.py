@@ -164,6 +164,11 @@ class LocalProcessContainerManager:
         self._config = config
         try:
             self._start_frontends(config, token)
+        except ContainerError as exc:
+            self.stop_all(graceful=False)
+            if isinstance(exc, ClusterStartError):
+                raise
+            raise ClusterStartError(str(exc), **exc.fields) from exc
         except BaseException:
             self.stop_all(graceful=False)
             raise
