@@ -221,11 +221,10 @@ def cmd_migrate_store(args: argparse.Namespace) -> int:
     from clipper_core.stores.migrate import copy_state
 
     _progress(f"Copying state from {args.src} to {args.dst} ...")
-    result = copy_state(args.src, args.dst)
-    if result is not None:
-        print(json.dumps(result, indent=2, default=str) if isinstance(result, (dict, list))
-              else result)
-    print("Done.")
+    summary = copy_state(args.src, args.dst)
+    copied = summary.to_wire()
+    print(f"Copied {copied['applications']} application(s), {copied['models']} model "
+          f"version(s), {copied['links']} link(s) at revision {copied['source_revision']}.")
     return 0
 
 

@@ -75,8 +75,9 @@ def _clipper_home(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Any]:
     """A started single-frontend local cluster and its connection."""
-    from clipper_core.connection import ClipperConnection
     from clipper_local_process import LocalProcessContainerManager
+
+    from clipper_core.connection import ClipperConnection
 
     conn = ClipperConnection(LocalProcessContainerManager(**manager_options(tmp_path, "t")))
     try:

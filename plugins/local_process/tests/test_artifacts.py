@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from clipper_local_process import DirectoryRegistry, LocalProcessContainerManager
+from clipper_local_process.artifacts import Artifact
 
 from clipper_core.errors import BuildError, ContainerError, ValidationError
 from clipper_core.plugins import get_backend
-from clipper_local_process import DirectoryRegistry, LocalProcessContainerManager
-from clipper_local_process.artifacts import Artifact
 
 
 @pytest.fixture

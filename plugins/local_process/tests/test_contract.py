@@ -6,10 +6,10 @@ import os
 import signal
 
 import pytest
+from clipper_local_process import LocalProcessContainerManager
 
 from clipper_core.connection import ClipperConnection
 from clipper_core.testing.container_manager import ContainerManagerContract
-from clipper_local_process import LocalProcessContainerManager
 
 from .conftest import manager_options
 

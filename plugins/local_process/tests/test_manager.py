@@ -13,11 +13,11 @@ import sys
 import httpx
 import psutil
 import pytest
+from clipper_local_process import LocalProcessContainerManager
 
 from clipper_core.connection import ClipperConnection
 from clipper_core.deployers.python import create_endpoint
 from clipper_core.errors import ClipperException, ClusterStartError, ContainerError
-from clipper_local_process import LocalProcessContainerManager
 
 from .conftest import manager_options, wait_until
 
@@ -41,7 +41,7 @@ def test_two_clusters_side_by_side(tmp_path):
     conns = [ClipperConnection(LocalProcessContainerManager(**manager_options(tmp_path, n)))
              for n in ("left", "right")]
     try:
-        for value, conn in zip((1.0, 2.0), conns):
+        for value, conn in zip((1.0, 2.0), conns, strict=True):
             conn.start_clipper()
             create_endpoint(conn, "echo", "doubles", lambda xs, v=value: [v for _ in xs])
         assert conns[0].get_query_addr() != conns[1].get_query_addr()
