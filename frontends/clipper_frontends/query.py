@@ -561,8 +561,11 @@ def main(argv: list[str] | None = None) -> None:
                      replica_silence_s=args.replica_silence_s)
     log.info("plugins: %s", ", ".join(f"{p.name} {p.version or ''}".strip()
                                       for p in plugins.list_plugins()))
+    # No proxy-header rewriting, Server or Date headers: per-request work the
+    # frontend does not need (measured: bench/HISTORY.md).
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
-                lifespan="on", log_level="warning", access_log=False)
+                lifespan="on", log_level="warning", access_log=False, proxy_headers=False,
+                server_header=False, date_header=False, backlog=2048)
 
 
 if __name__ == "__main__":
