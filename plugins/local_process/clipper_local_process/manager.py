@@ -154,7 +154,7 @@ class LocalProcessContainerManager:
             query_port=self.query_port, management_port=self.management_port,
             rpc_port=self.rpc_port, prometheus_port=self.prometheus_port,
             num_frontends=num_frontend_replicas,
-            store_url=self.store_url or f"sqlite:///{self.state_dir.resolve() / 'state.db'}",
+            store_url=self.store_url or self._default_store_url(),
             cache_size=int(cache_size), python=self.python)
         self._check_ports(config)
         self._init_store(config.store_url)
@@ -173,6 +173,13 @@ class LocalProcessContainerManager:
             self.stop_all(graceful=False)
             raise
 
+    def _default_store_url(self) -> str:
+        return f"sqlite:///{self.state_dir.resolve() / 'state.db'}"
+
+    def _remove_default_db(self) -> None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.state_dir.resolve() / 'state.db'}{suffix}").unlink(missing_ok=True)
+
     def _running_processes(self) -> list[ProcessInfo]:
         return [p for p in self._table().list() if p.alive]
 
@@ -182,6 +189,8 @@ class LocalProcessContainerManager:
             self.stop_all(graceful=False)
         shutil.rmtree(self.state_dir / "procs", ignore_errors=True)
         shutil.rmtree(self.state_dir / "logs", ignore_errors=True)
+        if self.store_url is None:  # a new cluster starts with an empty default store
+            self._remove_default_db()
 
     def _check_ports(self, config: ClusterConfig) -> None:
         wanted = [(config.management_port, "management frontend")]
@@ -478,11 +487,8 @@ class LocalProcessContainerManager:
                 self._store.close()
             finally:
                 self._store = None
-        if config is not None:
-            default_db = self.state_dir.resolve() / "state.db"
-            if config.store_url == f"sqlite:///{default_db}":
-                for suffix in ("", "-wal", "-shm", "-journal"):
-                    Path(f"{default_db}{suffix}").unlink(missing_ok=True)
+        if config is not None and config.store_url == self._default_store_url():
+            self._remove_default_db()
         for name in ("cluster.json", "admin_token"):
             (self.state_dir / name).unlink(missing_ok=True)
         self._config = None
