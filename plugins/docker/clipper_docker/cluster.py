@@ -16,6 +16,8 @@ OWNED = "clipper.owned"
 MODEL_NAME = "clipper.model.name"
 MODEL_VERSION = "clipper.model.version"
 MODEL_REPLICA = "clipper.model.replica"
+#: The replica id the runtime announces (``CLIPPER_REPLICA_ID``): unique per frontend.
+MODEL_REPLICA_ID = "clipper.model.replica_id"
 MODEL_INPUT_TYPE = "clipper.model.input_type"
 MODEL_IMAGE = "clipper.model.image"
 FRONTEND_ID = "clipper.frontend.id"
@@ -99,3 +101,9 @@ class ClusterInfo:
             return {"CLIPPER_FRONTENDS": ",".join(self.frontends)}
         host, _, port = self.frontends[0].rpartition(":")
         return {"CLIPPER_IP": host, "CLIPPER_PORT": port}
+
+
+def replica_id(model_name: str, model_version: str, index: int | str) -> str:
+    """The replica id of replica ``index`` of name:version; unique within a
+    cluster because the runtime uses it as its RPC identity."""
+    return f"{model_name}-{model_version}-{index}"

@@ -446,10 +446,11 @@ class DockerContainerManager:
         free = (i for i in range(num_replicas * 2 + len(used)) if i not in used)
         started = []
         for _ in range(num_replicas - len(live)):
-            replica = str(next(free))
+            index = str(next(free))
+            replica = lb.replica_id(name, version, index)
             labels = {**info.to_labels(), lb.MODEL_NAME: name, lb.MODEL_VERSION: version,
-                      lb.MODEL_REPLICA: replica, lb.MODEL_INPUT_TYPE: kind.label,
-                      lb.MODEL_IMAGE: image}
+                      lb.MODEL_REPLICA: index, lb.MODEL_REPLICA_ID: replica,
+                      lb.MODEL_INPUT_TYPE: kind.label, lb.MODEL_IMAGE: image}
             env = {"CLIPPER_MODEL_NAME": name, "CLIPPER_MODEL_VERSION": version,
                    "CLIPPER_INPUT_TYPE": kind.label, "CLIPPER_REPLICA_ID": replica,
                    **info.replica_env()}
@@ -463,7 +464,7 @@ class DockerContainerManager:
     def _wait_replicas(self, name: str, version: str, started: list[Any]) -> None:
         """Wait until the management frontend reports the new replicas as
         connected; fail fast when one crashes (exits or restarts)."""
-        want = {c.labels[lb.MODEL_REPLICA] for c in started}
+        want = {c.labels[lb.MODEL_REPLICA_ID] for c in started}
         url = f"http://{self.get_admin_addr()}/admin/get_all_containers"
         deadline = time.monotonic() + self.replica_timeout
         while time.monotonic() < deadline:
@@ -472,7 +473,7 @@ class DockerContainerManager:
                     container.reload()
                 if container.status == "exited" or container.attrs.get("RestartCount", 0) > 0:
                     raise ContainerError(
-                        f"Replica {container.labels[lb.MODEL_REPLICA]} of {name}:{version} "
+                        f"Replica {container.labels[lb.MODEL_REPLICA_ID]} of {name}:{version} "
                         f"({container.name}) crashed on start (exit code "
                         f"{container.attrs['State'].get('ExitCode')}); last log lines:\n"
                         f"{_tail(container)}", model_name=name, model_version=version,
@@ -494,10 +495,9 @@ class DockerContainerManager:
             out.append(ReplicaStatus(
                 model_name=c.labels.get(lb.MODEL_NAME, ""),
                 model_version=c.labels.get(lb.MODEL_VERSION, ""),
-                replica_id=c.labels.get(lb.MODEL_REPLICA, ""), status=c.status,
+                replica_id=c.labels.get(lb.MODEL_REPLICA_ID, ""), status=c.status,
                 restarts=int(c.attrs.get("RestartCount", 0)), handle=c.id[:12]))
-        return sorted(out, key=lambda r: (r.model_name, r.model_version,
-                                          int(r.replica_id or 0)))
+        return sorted(out, key=lambda r: (r.model_name, r.model_version, r.replica_id))
 
     def get_logs(self, logging_dir: str) -> list[str]:
         """Write ``<container name>.log`` for every container of the cluster."""

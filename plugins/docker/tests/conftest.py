@@ -1,0 +1,139 @@
+"""Fixtures of the docker plugin's tests: a real engine, real images, one cluster.
+
+The tests read what ``.ci/docker-env.sh`` exports: ``CLIPPER_TEST_BASE_IMAGE``
+(the Python image the project's images are built from; default
+``python:3.11-slim``), ``CLIPPER_TEST_REDIS_IMAGE`` (default ``redis:7``),
+``CLIPPER_TEST_REGISTRY`` (``host:port`` of a registry for push tests) and
+``CLIPPER_BUILD_CA_BUNDLE``.  Without an engine the tests skip, unless
+``CLIPPER_TEST_DOCKER=1`` says one must be there (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clipper_core.connection import ClipperConnection
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """A client of a running engine (skip, or fail in CI, without one)."""
+    from clipper_docker.engine import connect_engine
+
+    from clipper_core.errors import ContainerError
+
+    try:
+        return connect_engine()
+    except ContainerError as exc:
+        if os.environ.get("CLIPPER_TEST_DOCKER") == "1":
+            pytest.fail(f"CLIPPER_TEST_DOCKER=1 but no Docker engine: {exc}")
+        pytest.skip(f"no Docker engine: {exc} (source .ci/docker-env.sh)")
+
+
+@pytest.fixture(scope="session")
+def redis_image() -> str:
+    return os.environ.get("CLIPPER_TEST_REDIS_IMAGE", "redis:7")
+
+
+@pytest.fixture(scope="session")
+def registry() -> str:
+    value = os.environ.get("CLIPPER_TEST_REGISTRY")
+    if not value:
+        if os.environ.get("CLIPPER_TEST_DOCKER") == "1":
+            pytest.fail("CLIPPER_TEST_DOCKER=1 but CLIPPER_TEST_REGISTRY is not set")
+        pytest.skip("no local registry (CLIPPER_TEST_REGISTRY; source .ci/docker-env.sh)")
+    return value
+
+
+@pytest.fixture(scope="session")
+def project_images(docker_client: Any) -> Any:
+    """The project's images built from this checkout (cached layers make a
+    rebuild after a code change take seconds)."""
+    from clipper_docker.images import build_project_images
+
+    return build_project_images(
+        python_base_image=os.environ.get("CLIPPER_TEST_BASE_IMAGE", "python:3.11-slim"),
+        client=docker_client)
+
+
+def manager_options(cluster: str, redis_image: str, images: Any, **extra: Any) -> dict[str, Any]:
+    """Constructor options for an isolated cluster on free ports."""
+    return {"cluster_name": cluster, "clipper_query_port": free_port(),
+            "clipper_management_port": free_port(), "clipper_rpc_port": free_port(),
+            "redis_port": free_port(), "redis_image": redis_image, "images": images,
+            "start_timeout": 60.0, **extra}
+
+
+@pytest.fixture(scope="session")
+def make_manager(redis_image: str, project_images: Any) -> Callable[..., Any]:
+    """``make_manager(cluster, **options)``: a DockerContainerManager on free ports."""
+    from clipper_docker.manager import DockerContainerManager
+
+    def make(cluster: str, **options: Any) -> Any:
+        return DockerContainerManager(**manager_options(cluster, redis_image, project_images,
+                                                        **options))
+    return make
+
+
+def unique_cluster(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def cluster(make_manager: Callable[..., Any]) -> Iterator[ClipperConnection]:
+    """One started cluster shared by a module's tests (each uses its own names)."""
+    conn = ClipperConnection(make_manager(unique_cluster("t")))
+    conn.start_clipper()
+    try:
+        yield conn
+    finally:
+        conn.stop_all()
+
+
+@pytest.fixture(scope="module")
+def docker_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from clipper_core.testing.container_manager import PREDICT_PY
+
+    path = tmp_path_factory.mktemp("docker-model")
+    (path / "predict.py").write_text(PREDICT_PY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def docker_model_image(cluster: ClipperConnection, docker_model_dir: Path) -> Iterator[str]:
+    """The contract suite's test model, built once per module."""
+    tag = cluster.build_model(f"docker-test-model-{uuid.uuid4().hex[:6]}", "1", str(docker_model_dir),
+                              "default")
+    yield tag
+    try:
+        cluster.cm.client.images.remove(tag, force=True)
+    except Exception:  # noqa: BLE001 - best-effort cleanup of a test image
+        pass
+
+
+@pytest.fixture(scope="session")
+def kill_main_process() -> Callable[[Any], None]:
+    """``kill(container)``: SIGKILL a container's main process from the host, as a crash would
+    (``docker kill`` counts as a manual stop and disables the restart policy)."""
+    import signal
+
+    def kill(container: Any) -> None:
+        container.reload()
+        pid = int(container.attrs["State"]["Pid"])
+        assert pid > 0, f"container {container.name} is not running"
+        os.kill(pid, signal.SIGKILL)
+    return kill
