@@ -398,6 +398,10 @@ class FakeNomad:
                 status = "complete"
             alloc.client_status = status
             alloc.modify_time = _now_ns()
+            group = alloc.group_spec
+            if status == "failed" and alloc.healthy is None and \
+                    (group.get("Update") or alloc.job.get("Update")):
+                alloc.healthy = False
             if status == "running":
                 self._register_services(alloc)
             if alloc.terminal:
