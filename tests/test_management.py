@@ -243,3 +243,23 @@ def test_a_given_store_is_not_closed(store: Any) -> None:
     with TestClient(create_app(store)) as client:
         post(client, "add_app", APP)
     assert [a.name for a in store.list_applications()] == ["app1"]
+
+
+# -- the command line ---------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "--store URL is required"),
+    (["--store", "nosuch://x"], "Unknown state store 'nosuch'. Installed: "),
+])
+def test_command_line_refuses_a_missing_or_unknown_store(args: list[str], message: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "CLIPPER_STORE"}
+    proc = subprocess.run([sys.executable, "-m", "clipper_frontends.management", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stderr

@@ -438,6 +438,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.store:
         parser.error("--store URL is required (or set CLIPPER_STORE)")
+    try:
+        get_backend("state_stores", args.store.split("://", 1)[0])
+    except PluginError as exc:
+        parser.error(f"--store {args.store}: {exc}")
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     loaded = ", ".join(f"{p.name} ({p.distribution} {p.version})" for p in list_plugins())
