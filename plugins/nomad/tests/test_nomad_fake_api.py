@@ -106,10 +106,9 @@ def test_allocations_run_with_their_own_ports_env_services_and_logs(fake_nomad, 
         (port,) = alloc["AllocatedResources"]["Shared"]["Ports"]
         ports.add(port["Value"])
         assert alloc["Job"]["ID"] == "web"
-        first_line(n, stub["ID"], "server")
-        wait_for(lambda: "argv" in n.client.stream_logs.stream(stub["ID"], "server", "stdout",
-                                                               plain=True), 10, "argv line")
-        out = n.client.stream_logs.stream(stub["ID"], "server", "stdout", plain=True)
+        out = wait_for(lambda alloc_id=stub["ID"]: (lambda text: text if "argv" in text else None)(
+            n.client.stream_logs.stream(alloc_id, "server", "stdout", plain=True)),
+            20, "the task's output")
         env = json.loads(out.splitlines()[0])
         assert env["NOMAD_PORT_http"] == str(port["Value"])
         assert env["APP_ADDR"] == f"127.0.0.1:{port['Value']}"
