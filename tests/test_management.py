@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clipper_frontends.management import create_app
+from conftest import ROOT
 from starlette.testclient import TestClient
 
 from clipper_core.models import InputType, Replica
@@ -252,12 +256,6 @@ def test_a_given_store_is_not_closed(store: Any) -> None:
     (["--store", "nosuch://x"], "Unknown state store 'nosuch'. Installed: "),
 ])
 def test_command_line_refuses_a_missing_or_unknown_store(args: list[str], message: str) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     env = {k: v for k, v in os.environ.items() if k != "CLIPPER_STORE"}
     proc = subprocess.run([sys.executable, "-m", "clipper_frontends.management", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
