@@ -143,6 +143,9 @@ RESOURCES: dict[tuple[str, str], Resource] = {
     )
 }
 _BY_PLURAL = {r.plural: r for r in RESOURCES.values()}
+#: Kinds whose DELETE answers with the object rather than a Status (as the real
+#: API server's registries do).
+_RETURNS_DELETED = ("services", "pods", "serviceaccounts")
 
 
 class ApiError(Exception):
@@ -1508,7 +1511,7 @@ class FakeKubernetes:
             p.setdefault("protocol", "TCP")
             p.setdefault("targetPort", p["port"])
             if spec["type"] in ("NodePort", "LoadBalancer"):
-                if p.get("nodePort") in used:
+                if p.get("nodePort") is not None and p["nodePort"] in used:
                     raise invalid(_BY_PLURAL["services"], body["metadata"]["name"], [
                         ("spec.ports[0].nodePort", f"Invalid value: {p['nodePort']}: provided "
                          "port is already allocated")])
@@ -1644,6 +1647,9 @@ class FakeKubernetes:
         if obj is None:
             raise not_found(res, name)
         self._delete_object(res, ns, name, options)
+        if res.plural in _RETURNS_DELETED:
+            # these registries answer with the object (pods: with deletionTimestamp)
+            return self.store.get(res.plural, ns, name) or obj
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "details": {"name": name, "group": res.group, "kind": res.plural,
                             "uid": obj["metadata"]["uid"]}}

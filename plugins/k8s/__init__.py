@@ -1,0 +1,2 @@
+"""Makes ``k8s.tests`` a unique package name for pytest (the plugins' test
+files share basenames such as ``test_contract.py``)."""

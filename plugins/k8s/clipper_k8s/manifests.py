@@ -1,0 +1,236 @@
+"""The manifests (plain JSON dicts) of every object the manager creates.
+
+Pure functions of the cluster's settings, so tests validate exactly what is
+sent against the real Kubernetes schemas.  Program command lines are those of
+``docs/architecture.md``; the project's frontend images have the programs as
+their ENTRYPOINT, so containers only pass ``args``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from . import names
+
+Manifest = dict[str, Any]
+
+QUERY_PORT = 1337
+MGMT_PORT = 1338
+RPC_PORT = 7000
+REDIS_PORT = 6379
+
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+
+#: Resource requests per role (cpu, memory).
+DEFAULT_REQUESTS: dict[str, dict[str, str]] = {
+    names.ROLE_REDIS: {"cpu": "100m", "memory": "128Mi"},
+    names.ROLE_MGMT: {"cpu": "100m", "memory": "128Mi"},
+    names.ROLE_QUERY: {"cpu": "250m", "memory": "256Mi"},
+    names.ROLE_MODEL: {"cpu": "100m", "memory": "256Mi"},
+}
+
+
+@attrs.frozen(kw_only=True)
+class ClusterSpec:
+    """What a cluster's manifests depend on."""
+
+    cluster: str
+    namespace: str = "default"
+    #: External Redis host; None = the manager runs Redis.
+    redis_ip: str | None = None
+    redis_port: int = REDIS_PORT
+    redis_image: str = "redis:7"
+    #: Type of the query and management services.
+    service_type: str = "NodePort"
+    service_account: str | None = None
+    image_pull_policy: str = "IfNotPresent"
+    requests: dict[str, dict[str, str]] = attrs.field(factory=lambda: dict(DEFAULT_REQUESTS))
+    #: Name of the Secret holding the admin token; None = no token.
+    admin_secret: str | None = None
+
+    @property
+    def redis_host(self) -> str:
+        return self.redis_ip or names.redis(self.cluster)
+
+    @property
+    def store_url(self) -> str:
+        """The state store URL every frontend gets."""
+        return f"redis://{self.redis_host}:{self.redis_port}/0?prefix={self.cluster}"
+
+    def labels(self, role: str, **extra: str) -> dict[str, str]:
+        return names.labels(self.cluster, role, **extra)
+
+
+def _metadata(spec: ClusterSpec, name: str, labels: dict[str, str]) -> Manifest:
+    return {"name": name, "namespace": spec.namespace, "labels": dict(labels)}
+
+
+def _deployment(spec: ClusterSpec, name: str, labels: dict[str, str], container: Manifest,
+                replicas: int, grace: int = 10) -> Manifest:
+    pod_spec: Manifest = {"containers": [container], "terminationGracePeriodSeconds": grace,
+                          "restartPolicy": "Always"}
+    if spec.service_account:
+        pod_spec["serviceAccountName"] = spec.service_account
+    selector = {k: v for k, v in labels.items() if k != names.MANAGED_BY}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": _metadata(spec, name, labels),
+            "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
+                     "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec}}}
+
+
+def _container(spec: ClusterSpec, role: str, name: str, image: str, **fields: Any) -> Manifest:
+    return {"name": name, "image": image, "imagePullPolicy": spec.image_pull_policy,
+            "resources": {"requests": dict(spec.requests[role])}, **fields}
+
+
+def _http_probe(path: str, port: str, *, delay: int, period: int, failures: int) -> Manifest:
+    return {"httpGet": {"path": path, "port": port}, "initialDelaySeconds": delay,
+            "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": failures}
+
+
+def _tcp_probe(port: str, *, delay: int, period: int, failures: int) -> Manifest:
+    return {"tcpSocket": {"port": port}, "initialDelaySeconds": delay,
+            "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": failures}
+
+
+def _service(spec: ClusterSpec, name: str, role: str, ports: list[Manifest],
+             type_: str = "ClusterIP", headless: bool = False) -> Manifest:
+    selector = {k: v for k, v in spec.labels(role).items() if k != names.MANAGED_BY}
+    body: Manifest = {"selector": selector, "ports": ports}
+    if headless:
+        body["clusterIP"] = "None"
+    else:
+        body["type"] = type_
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": _metadata(spec, name, spec.labels(role)), "spec": body}
+
+
+# -- Redis -------------------------------------------------------------------
+
+
+def redis_deployment(spec: ClusterSpec) -> Manifest:
+    """Redis without persistence: the cluster's state store."""
+    container = _container(
+        spec, names.ROLE_REDIS, "redis", spec.redis_image,
+        args=["redis-server", "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"],
+        ports=[{"name": "redis", "containerPort": REDIS_PORT}],
+        readinessProbe=_tcp_probe("redis", delay=1, period=2, failures=3),
+        livenessProbe=_tcp_probe("redis", delay=5, period=10, failures=3))
+    return _deployment(spec, names.redis(spec.cluster), spec.labels(names.ROLE_REDIS),
+                       container, 1)
+
+
+def redis_service(spec: ClusterSpec) -> Manifest:
+    return _service(spec, names.redis(spec.cluster), names.ROLE_REDIS,
+                    [{"name": "redis", "port": spec.redis_port, "targetPort": "redis"}])
+
+
+# -- frontends -------------------------------------------------------------------
+
+
+def mgmt_deployment(spec: ClusterSpec, image: str) -> Manifest:
+    """The management frontend (one replica)."""
+    env: list[Manifest] = []
+    if spec.admin_secret:
+        env.append({"name": "CLIPPER_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": spec.admin_secret, "key": "token"}}})
+        # /admin/ping needs the token then; probe the socket instead.
+        readiness = _tcp_probe("mgmt", delay=1, period=2, failures=3)
+    else:
+        readiness = _http_probe("/admin/ping", "mgmt", delay=1, period=2, failures=3)
+    container = _container(
+        spec, names.ROLE_MGMT, "management-frontend", image,
+        args=["--store", spec.store_url, "--host", "0.0.0.0", "--port", str(MGMT_PORT)],
+        ports=[{"name": "mgmt", "containerPort": MGMT_PORT}],
+        readinessProbe=readiness,
+        livenessProbe=_tcp_probe("mgmt", delay=10, period=10, failures=3))
+    if env:
+        container["env"] = env
+    return _deployment(spec, names.mgmt(spec.cluster), spec.labels(names.ROLE_MGMT),
+                       container, 1)
+
+
+def mgmt_service(spec: ClusterSpec) -> Manifest:
+    return _service(spec, names.mgmt(spec.cluster), names.ROLE_MGMT,
+                    [{"name": "mgmt", "port": MGMT_PORT, "targetPort": "mgmt"}],
+                    type_=spec.service_type)
+
+
+def query_deployment(spec: ClusterSpec, image: str, cache_size: int, replicas: int) -> Manifest:
+    """``replicas`` query frontends; each is its own frontend id (the pod name)."""
+    container = _container(
+        spec, names.ROLE_QUERY, "query-frontend", image,
+        args=["--store", spec.store_url, "--host", "0.0.0.0", "--port", str(QUERY_PORT),
+              "--rpc-host", "0.0.0.0", "--rpc-port", str(RPC_PORT),
+              "--cache-size", str(cache_size), "--frontend-id", "$(POD_NAME)"],
+        env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        ports=[{"name": "http", "containerPort": QUERY_PORT},
+               {"name": "rpc", "containerPort": RPC_PORT}],
+        readinessProbe=_http_probe("/healthz", "http", delay=1, period=2, failures=3),
+        livenessProbe=_http_probe("/healthz", "http", delay=10, period=10, failures=3))
+    return _deployment(spec, names.query(spec.cluster), spec.labels(names.ROLE_QUERY),
+                       container, replicas)
+
+
+def query_service(spec: ClusterSpec) -> Manifest:
+    """Where clients send queries (and read ``/metrics``)."""
+    return _service(spec, names.query(spec.cluster), names.ROLE_QUERY,
+                    [{"name": "http", "port": QUERY_PORT, "targetPort": "http"}],
+                    type_=spec.service_type)
+
+
+def query_rpc_service(spec: ClusterSpec) -> Manifest:
+    """Headless: the name resolves to every query frontend pod, and each model
+    replica connects to all of them."""
+    return _service(spec, names.query_rpc(spec.cluster), names.ROLE_QUERY,
+                    [{"name": "rpc", "port": RPC_PORT, "targetPort": "rpc"}], headless=True)
+
+
+# -- models --------------------------------------------------------------------
+
+
+def model_deployment(spec: ClusterSpec, name: str, version: str, input_type: str, image: str,
+                     replicas: int) -> Manifest:
+    """``replicas`` replicas of one model version; each replica's id is its pod name."""
+    labels = names.model_labels(spec.cluster, name, version)
+    env = [{"name": "CLIPPER_MODEL_NAME", "value": name},
+           {"name": "CLIPPER_MODEL_VERSION", "value": version},
+           {"name": "CLIPPER_INPUT_TYPE", "value": input_type},
+           {"name": "CLIPPER_IP", "value": names.query_rpc(spec.cluster)},
+           {"name": "CLIPPER_PORT", "value": str(RPC_PORT)},
+           {"name": "CLIPPER_REPLICA_ID",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    container = _container(spec, names.ROLE_MODEL, "model", image, env=env)
+    return _deployment(spec, names.model(spec.cluster, name, version), labels, container,
+                       replicas)
+
+
+# -- namespace, secret ----------------------------------------------------------
+
+
+def namespace(name: str, cluster: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {names.MANAGED_BY: "clipper",
+                                                  names.CREATED_BY: cluster}}}
+
+
+def admin_secret(spec: ClusterSpec, token: str) -> Manifest:
+    assert spec.admin_secret is not None
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _metadata(spec, spec.admin_secret, spec.labels(names.ROLE_MGMT)),
+            "stringData": {"token": token}}
+
+
+def cluster_manifests(spec: ClusterSpec, query_image: str, mgmt_image: str, cache_size: int,
+                      num_frontend_replicas: int) -> list[Manifest]:
+    """Everything ``start_clipper`` creates, in creation order (without the
+    admin Secret, whose value is secret)."""
+    out = []
+    if spec.redis_ip is None:
+        out += [redis_deployment(spec), redis_service(spec)]
+    out += [mgmt_deployment(spec, mgmt_image), mgmt_service(spec),
+            query_deployment(spec, query_image, cache_size, num_frontend_replicas),
+            query_service(spec), query_rpc_service(spec)]
+    return out
