@@ -698,3 +698,23 @@ def test_end_to_end_with_a_containerless_model(tmp_path: Path) -> None:
                 p.kill()
                 p.wait()
         mgmt.stop()
+
+
+def test_concurrent_links_to_one_app_admit_exactly_one(conn: ClipperConnection,
+                                                       mgmt: ManagementProcess) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    conn.register_application("app-race", "doubles", "-1", 1000)
+    names = [f"m-race-{i}" for i in range(8)]
+    for name in names:
+        conn.register_model(name, "1", "doubles")
+
+    def link(name: str) -> int:
+        return httpx.post(f"http://{mgmt.addr}/admin/add_model_links",
+                          json={"app_name": "app-race", "model_names": [name]},
+                          timeout=10).status_code
+    with ThreadPoolExecutor(len(names)) as pool:
+        statuses = list(pool.map(link, names))
+    assert sorted(statuses) == [200] + [409] * (len(names) - 1)
+    winner = names[statuses.index(200)]
+    assert conn.get_linked_models("app-race") == [winner]
