@@ -709,12 +709,12 @@ def test_concurrent_links_to_one_app_admit_exactly_one(conn: ClipperConnection,
     for name in names:
         conn.register_model(name, "1", "doubles")
 
-    def link(name: str) -> int:
-        return httpx.post(f"http://{mgmt.addr}/admin/add_model_links",
-                          json={"app_name": "app-race", "model_names": [name]},
-                          timeout=10).status_code
-    with ThreadPoolExecutor(len(names)) as pool:
-        statuses = list(pool.map(link, names))
+    with httpx.Client(base_url=f"http://{mgmt.addr}", timeout=10) as client:
+        def link(name: str) -> int:
+            return client.post("/admin/add_model_links",
+                               json={"app_name": "app-race", "model_names": [name]}).status_code
+        with ThreadPoolExecutor(len(names)) as pool:
+            statuses = list(pool.map(link, names))
     assert sorted(statuses) == [200] + [409] * (len(names) - 1)
     winner = names[statuses.index(200)]
     assert conn.get_linked_models("app-race") == [winner]
