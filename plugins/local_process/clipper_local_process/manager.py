@@ -181,7 +181,7 @@ class LocalProcessContainerManager:
             Path(f"{self.state_dir.resolve() / 'state.db'}{suffix}").unlink(missing_ok=True)
 
     def _running_processes(self) -> list[ProcessInfo]:
-        return [p for p in self._table().list() if p.alive]
+        return [p for p in self._table().select() if p.alive]
 
     def _clean_stale(self) -> None:
         """Remove what a crashed cluster left behind (processes, status files, db)."""
@@ -299,7 +299,7 @@ class LocalProcessContainerManager:
                 f"processes: {self._describe_processes()}", cluster=self.cluster_name)
 
     def _describe_processes(self) -> str:
-        infos = self._table().list()
+        infos = self._table().select()
         return ", ".join(f"{p.name}={p.status}" for p in infos) or "none"
 
     def get_admin_addr(self) -> str:
@@ -343,7 +343,7 @@ class LocalProcessContainerManager:
             labels["model_name"] = name
         if version is not None:
             labels["model_version"] = version
-        return self._table().list(**labels)
+        return self._table().select(**labels)
 
     def deploy_model(self, name: str, version: str, input_type: InputType | str, image: str,
                      num_replicas: int = 1) -> None:
@@ -479,7 +479,7 @@ class LocalProcessContainerManager:
         table = self._table(config)
         timeout = 8.0 if graceful else 2.0
         table.stop([p.name for p in self._replicas()], timeout=timeout)
-        table.stop([p.name for p in table.list()], timeout=timeout)
+        table.stop([p.name for p in table.select()], timeout=timeout)
         if config is not None:
             table.sweep()
         if self._store is not None:

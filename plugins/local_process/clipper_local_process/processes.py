@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -139,7 +138,7 @@ class ProcessTable:
                            last_exit_code=data.get("last_exit_code"),
                            log=Path(data.get("log") or self.logs_dir / f"{name}.log"))
 
-    def list(self, **labels: str) -> list[ProcessInfo]:
+    def select(self, **labels: str) -> list[ProcessInfo]:
         """Every process whose labels include ``labels``, sorted by name."""
         if not self.procs_dir.is_dir():
             return []
@@ -204,8 +203,3 @@ class ProcessTable:
             while _alive(pid) and time.monotonic() < end:
                 time.sleep(0.02)
         return killed
-
-
-def python_executable() -> str:
-    """The interpreter supervisors and frontends run with by default."""
-    return sys.executable

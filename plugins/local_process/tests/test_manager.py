@@ -185,7 +185,7 @@ def test_several_query_frontends_behind_one_address(tmp_path):
                 timeout=10).json()["output"] == 2.0 * p, 10, f"the frontend on {port}")
         answers = [query(conn, "double", [float(i)]) for i in range(6)]
         assert [a["output"] for a in answers] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0], answers
-        names = {p.name for p in conn.cm._table().list()}
+        names = {p.name for p in conn.cm._table().select()}
         assert names >= {"management", "query-0", "query-1", "balancer"}
     finally:
         conn.stop_all()
