@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import http.client
 import json
 import os
 import re
@@ -654,7 +655,17 @@ class FakeNomad:
         timeout = chk["Timeout"] / SECOND
         if chk["Type"] == "tcp":
             return tcp_probe(port, timeout=timeout)[0]
-        return http_probe(port, chk["Path"], timeout=timeout)[0]
+        headers = {k: v[0] for k, v in (chk.get("Header") or {}).items() if v}
+        if not headers:
+            return http_probe(port, chk["Path"], timeout=timeout)[0]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            conn.request(chk.get("Method") or "GET", chk["Path"], headers=headers)
+            return 200 <= conn.getresponse().status < 400
+        except OSError:
+            return False
+        finally:
+            conn.close()
 
 
 class _DriverError(Exception):

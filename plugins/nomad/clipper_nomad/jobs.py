@@ -71,6 +71,8 @@ class JobSettings:
     check_interval_s: float = 2.0
     check_timeout_s: float = 2.0
     min_healthy_time_s: float = 2.0
+    #: A model replica counts as healthy once it ran this long without exiting.
+    model_min_healthy_time_s: float = 3.0
     healthy_deadline_s: float = 120.0
     cpu_mhz: int = 500
     memory_mb: int = 512
@@ -120,9 +122,11 @@ def mgmt_job(s: JobSettings, image: str | None, store_url: str) -> dict[str, Any
     env = {"CLIPPER_ADMIN_TOKEN": s.admin_token} if s.admin_token else {}
     config = _python_config(s, image, "clipper_frontends.management", args, ["http"])
     task = _task("management", s, config, env)
+    service = _service(s, ROLE_MGMT, "http", "http", "/admin/ping")
+    if s.admin_token:  # /admin/ping is protected too
+        service["Checks"][0]["Header"] = {"Authorization": [f"Bearer {s.admin_token}"]}
     group = _group(s, "management", 1, [task], ports=[("http", s.mgmt_port)],
-                   services=[_service(s, ROLE_MGMT, "http", "http", "/admin/ping")],
-                   health="checks")
+                   services=[service], health="checks")
     return _job(s, s.job_id(ROLE_MGMT), ROLE_MGMT, group)
 
 
@@ -171,7 +175,8 @@ def model_job(s: JobSettings, name: str, version: str, input_type: InputType, im
     task = _task(MODEL_TASK, s, config, env)
     if templates:
         task["Templates"] = templates
-    group = _group(s, MODEL_GROUP, count, [task], ports=[], services=[], health="task_states")
+    group = _group(s, MODEL_GROUP, count, [task], ports=[], services=[], health="task_states",
+                   min_healthy_s=s.model_min_healthy_time_s)
     meta = {META_MODEL: name, META_VERSION: version, META_INPUT_TYPE: input_type.label,
             META_IMAGE: image}
     return _job(s, s.model_job_id(name, version), ROLE_MODEL, group, meta)
@@ -223,7 +228,7 @@ def _service(s: JobSettings, role: str, port: str, check: str,
 
 def _group(s: JobSettings, name: str, count: int, tasks: list[dict[str, Any]], *,
            ports: list[tuple[str, int]], services: list[dict[str, Any]],
-           health: str) -> dict[str, Any]:
+           health: str, min_healthy_s: float | None = None) -> dict[str, Any]:
     group: dict[str, Any] = {
         "Name": name, "Count": count, "Tasks": tasks,
         "RestartPolicy": {"Attempts": s.restart_attempts,
@@ -231,7 +236,8 @@ def _group(s: JobSettings, name: str, count: int, tasks: list[dict[str, Any]], *
                           "Delay": _ns(s.restart_delay_s), "Mode": s.restart_mode},
         "ReschedulePolicy": {"Attempts": 0, "Unlimited": False},
         "Update": {"MaxParallel": max(1, count), "HealthCheck": health,
-                   "MinHealthyTime": _ns(s.min_healthy_time_s),
+                   "MinHealthyTime": _ns(s.min_healthy_time_s if min_healthy_s is None
+                                         else min_healthy_s),
                    "HealthyDeadline": _ns(s.healthy_deadline_s),
                    "ProgressDeadline": _ns(s.healthy_deadline_s + 60), "AutoRevert": False},
     }

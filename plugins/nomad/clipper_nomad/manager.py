@@ -61,6 +61,9 @@ class NomadContainerManager:
         Redis job is started for the cluster.
     :param admin_token: bearer token for ``/admin/*`` given to the
         management frontend.
+    :param min_healthy_time_s, model_min_healthy_time_s: how long a frontend
+        (checks passing) or a model replica (running) must stay up to count
+        as healthy.
     :param progress: called with one line per step while waiting.
     """
 
@@ -75,7 +78,8 @@ class NomadContainerManager:
                  admin_token: str | None = None, build_dir: str | None = None,
                  restart_attempts: int = 3, restart_interval_s: float = 300.0,
                  restart_delay_s: float = 5.0, check_interval_s: float = 2.0,
-                 min_healthy_time_s: float = 2.0, start_timeout_s: float = 300.0,
+                 min_healthy_time_s: float = 2.0, model_min_healthy_time_s: float = 3.0,
+                 start_timeout_s: float = 300.0,
                  deploy_timeout_s: float = 180.0, request_timeout_s: int = 10,
                  progress: Callable[[str], None] | None = None) -> None:
         self.cluster_name = validate_name("cluster name", cluster_name)
@@ -115,7 +119,8 @@ class NomadContainerManager:
             redis_image=redis_image, python=python, admin_token=admin_token,
             restart_attempts=restart_attempts, restart_interval_s=restart_interval_s,
             restart_delay_s=restart_delay_s, check_interval_s=check_interval_s,
-            check_timeout_s=check_interval_s, min_healthy_time_s=min_healthy_time_s)
+            check_timeout_s=check_interval_s, min_healthy_time_s=min_healthy_time_s,
+            model_min_healthy_time_s=model_min_healthy_time_s)
         self._client: Any = None
 
     def __repr__(self) -> str:
@@ -409,11 +414,12 @@ class NomadContainerManager:
     def deploy_model(self, name: str, version: str, input_type: InputType, image: str,
                      num_replicas: int = 1) -> None:
         """Submit the model version's job with ``num_replicas`` allocations and
-        wait until they run; ContainerError names a failing allocation."""
+        wait until they are healthy (running for ``model_min_healthy_time_s``);
+        ContainerError names a failing allocation and its task events."""
         job = self._model_job(name, version, input_type, image, num_replicas)
         self._register(job)
         self._wait(job["ID"], num_replicas, time.monotonic() + self.deploy_timeout_s,
-                   healthy=False, error=ContainerError)
+                   healthy=True, error=ContainerError)
 
     def _model_job(self, name: str, version: str, input_type: InputType | str, image: str,
                    count: int) -> dict[str, Any]:
@@ -449,7 +455,7 @@ class NomadContainerManager:
                 "Message": f"clipper: set_num_replicas({name}, {num_replicas}, {version})"})
         self._say(f"Scaling {job['ID']} to {num_replicas}")
         self._wait(job["ID"], num_replicas, time.monotonic() + self.deploy_timeout_s,
-                   healthy=False, error=ContainerError)
+                   healthy=True, error=ContainerError)
 
     def list_replicas(self) -> list[ReplicaStatus]:
         """One entry per live allocation of every model job of the cluster."""

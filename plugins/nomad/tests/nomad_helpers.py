@@ -38,6 +38,6 @@ def fast_options(fake: FakeNomad, tmp: Path, cluster: str, **extra: Any) -> dict
         cluster_name=cluster, nomad_address=fake.address, driver="raw_exec",
         python=sys.executable, build_dir=str(tmp / "builds"), restart_attempts=2,
         restart_interval_s=60.0, restart_delay_s=0.3, check_interval_s=1.0,
-        min_healthy_time_s=0.0, start_timeout_s=60.0, deploy_timeout_s=60.0)
+        min_healthy_time_s=0.0, model_min_healthy_time_s=0.5, start_timeout_s=60.0, deploy_timeout_s=60.0)
     options.update(extra)
     return options

@@ -75,6 +75,11 @@ def test_frontends_and_health_checks() -> None:
     svc = mgmt["TaskGroups"][0]["Services"][0]
     assert svc["Checks"][0]["Path"] == "/admin/ping"
     assert mgmt["TaskGroups"][0]["Tasks"][0]["Env"]["PYTHONUNBUFFERED"] == "1"
+    assert "Header" not in svc["Checks"][0]
+    secured = jobs.mgmt_job(JobSettings(cluster_name="c1", admin_token="tok"), "m:1", "r")
+    group = secured["TaskGroups"][0]
+    assert group["Tasks"][0]["Env"]["CLIPPER_ADMIN_TOKEN"] == "tok"
+    assert group["Services"][0]["Checks"][0]["Header"] == {"Authorization": ["Bearer tok"]}
 
 
 def test_model_replicas_find_frontends_per_discovery_mode() -> None:
