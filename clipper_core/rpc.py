@@ -109,7 +109,7 @@ def parse_predict_request(frames: Sequence[bytes]) -> tuple[bytes, int, list[byt
     inputs = list(frames[4:])
     if n != len(inputs) or len(values) != n + 2:
         raise ProtocolError(f"header announces {n} inputs, message has {len(inputs)}")
-    for size, x in zip(values[2:], inputs):
+    for size, x in zip(values[2:], inputs, strict=True):
         if int(size) != len(x):
             raise ProtocolError("input size does not match header")
     return msg_id, input_type, inputs

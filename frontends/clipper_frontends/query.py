@@ -22,6 +22,7 @@ import os
 import socket
 import time
 from array import array
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -103,14 +104,49 @@ class AppMetrics:
                 "bad_requests": self.errors}
 
 
+class DeadlineTimer:
+    """Answers waiters with the SLO sentinel at their deadline.
+
+    All queries of one application share one SLO, so their deadlines arrive
+    in order: a deque and a single loop timer replace a timer per query.
+    """
+
+    __slots__ = ("_loop", "_entries", "_handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._entries: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, deadline: float, waiter: asyncio.Future[Any]) -> None:
+        self._entries.append((deadline, waiter))
+        if self._handle is None:
+            self._handle = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        now = self._loop.time()
+        entries = self._entries
+        while entries:
+            deadline, waiter = entries[0]
+            if deadline > now:
+                self._handle = self._loop.call_at(deadline, self._fire)
+                return
+            entries.popleft()
+            if not waiter.done():
+                waiter.set_result(_TIMEOUT)
+
+
 class AppRoute:
     """Everything the hot path needs about one application, computed once per
     configuration change."""
 
     __slots__ = ("app", "input_type", "deadline_s", "default_value", "model_name",
-                 "queue", "metrics")
+                 "queue", "metrics", "timer")
 
-    def __init__(self, app: Application, queue: ModelQueue | None, metrics: AppMetrics) -> None:
+    def __init__(self, app: Application, queue: ModelQueue | None, metrics: AppMetrics,
+                 timer: DeadlineTimer) -> None:
+        self.timer = timer
         self.app = app
         self.input_type = app.input_type
         self.deadline_s = app.latency_slo_micros / 1e6
@@ -142,6 +178,8 @@ class QueryFrontend:
         self.app_metrics: dict[str, AppMetrics] = {}
         self.store_healthy = False
         self.store_error = ""
+        #: a replica record write failed: redo them all once the store answers
+        self._replicas_stale = False
         self._policies: dict[str, Any] = {}
         self._next_query_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -220,6 +258,8 @@ class QueryFrontend:
             except Exception as exc:
                 self._mark_unhealthy(exc)
                 continue
+            if self._replicas_stale:
+                await self._loop.run_in_executor(None, self._sync_replicas)
             if not self.store_healthy or self.snapshot is None or rev != self.snapshot.revision:
                 await self.reload()
 
@@ -264,7 +304,10 @@ class QueryFrontend:
             metrics = self.app_metrics.setdefault(name, AppMetrics())
             model = snap.linked_version(app)
             queue = self._queue(model.name, model.version, model.input_type) if model else None
-            routes[name] = AppRoute(app, queue, metrics)
+            old = self.routes.get(name)
+            timer = (old.timer if old is not None and old.deadline_s * 1e6 == app.latency_slo_micros
+                     else DeadlineTimer(self._loop))  # type: ignore[arg-type]
+            routes[name] = AppRoute(app, queue, metrics, timer)
         self.routes = routes
         log.info("configuration revision %d: %d apps, %d model versions", snap.revision,
                  len(routes), len(snap.models))
@@ -302,13 +345,45 @@ class QueryFrontend:
         store = self.store
         assert self._loop is not None and store is not None
         if connected:
-            self._loop.run_in_executor(None, _quietly, store.put_replica, record)
+            self._loop.run_in_executor(None, self._write_replica, store.put_replica, record)
             plugins.notify("clipper_replica_connected", replica=record)
         else:
-            self._loop.run_in_executor(None, _quietly, store.delete_replica, record.model_name,
-                                       record.model_version, record.replica_id,
-                                       self.frontend_id)
+            self._loop.run_in_executor(None, self._write_replica, store.delete_replica,
+                                       record.model_name, record.model_version,
+                                       record.replica_id, self.frontend_id)
             plugins.notify("clipper_replica_lost", replica=record, reason=reason)
+
+    def _write_replica(self, write: Any, *args: Any) -> None:
+        """One replica record write (executor thread); a failed one is made
+        good by :meth:`_sync_replicas` once the store answers again."""
+        try:
+            write(*args)
+        except Exception as exc:
+            self._replicas_stale = True
+            log.warning("state store write failed (redone when the store is back): %s", exc)
+
+    def _sync_replicas(self) -> None:
+        """Make this frontend's replica records match the replicas connected
+        now (executor thread; called after record writes were lost)."""
+        store = self.store
+        assert store is not None
+        self._replicas_stale = False
+
+        def connected() -> dict[tuple[str, str, str], ReplicaConn]:
+            return {(r.model_name, r.model_version, r.replica_id): r
+                    for r in list(self.rpc.replicas.values())}
+        try:
+            for rec in store.list_replicas():
+                key = (rec.model_name, rec.model_version, rec.replica_id)
+                if rec.frontend == self.frontend_id and key not in connected():
+                    store.delete_replica(*key, self.frontend_id)
+            for conn in connected().values():
+                store.put_replica(conn.to_model(self.frontend_id, True))
+        except Exception as exc:
+            self._replicas_stale = True
+            log.warning("cannot resynchronise replica records yet: %s", exc)
+        else:
+            log.info("replica records resynchronised with the store")
 
     # -- the hot path ------------------------------------------------------
     def _on_result(self, ev: Evaluation, out: bytes) -> None:
@@ -434,6 +509,7 @@ class QueryFrontend:
         deadline = loop.time() + route.deadline_s
         cache = self.cache
         pending = self.pending
+        add_timer = route.timer.add
         name, ver = queue.model_name, queue.model_version
         waiters: list[Any] = []
         for data in encoded:
@@ -443,7 +519,7 @@ class QueryFrontend:
                 waiters.append(hit)
                 continue
             w = loop.create_future()
-            loop.call_at(deadline, _expire, w)
+            add_timer(deadline, w)
             ev = pending.get(key)
             if ev is not None:
                 ev.waiters.append(w)
@@ -511,18 +587,6 @@ class _NoModel:
 
 
 NO_MODEL_VALUE = _NoModel()
-
-
-def _expire(w: asyncio.Future[Any]) -> None:
-    if not w.done():
-        w.set_result(_TIMEOUT)
-
-
-def _quietly(fn: Any, *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception as exc:
-        log.warning("state store write failed: %s", exc)
 
 
 async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:

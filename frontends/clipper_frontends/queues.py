@@ -154,7 +154,7 @@ class ModelQueue:
                    outputs: list[bytes], latency_s: float) -> None:
         """A replica answered ``batch``; resolve it and give the replica more work."""
         on_result = self._on_result
-        for ev, out in zip(batch, outputs):
+        for ev, out in zip(batch, outputs, strict=True):
             on_result(ev, out)
         n = len(batch)
         self.batches += 1
