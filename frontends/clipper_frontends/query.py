@@ -22,6 +22,7 @@ import os
 import socket
 import time
 from array import array
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -103,14 +104,49 @@ class AppMetrics:
                 "bad_requests": self.errors}
 
 
+class DeadlineTimer:
+    """Answers waiters with the SLO sentinel at their deadline.
+
+    All queries of one application share one SLO, so their deadlines arrive
+    in order: a deque and a single loop timer replace a timer per query.
+    """
+
+    __slots__ = ("_loop", "_entries", "_handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._entries: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, deadline: float, waiter: asyncio.Future[Any]) -> None:
+        self._entries.append((deadline, waiter))
+        if self._handle is None:
+            self._handle = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        now = self._loop.time()
+        entries = self._entries
+        while entries:
+            deadline, waiter = entries[0]
+            if deadline > now:
+                self._handle = self._loop.call_at(deadline, self._fire)
+                return
+            entries.popleft()
+            if not waiter.done():
+                waiter.set_result(_TIMEOUT)
+
+
 class AppRoute:
     """Everything the hot path needs about one application, computed once per
     configuration change."""
 
     __slots__ = ("app", "input_type", "deadline_s", "default_value", "model_name",
-                 "queue", "metrics")
+                 "queue", "metrics", "timer")
 
-    def __init__(self, app: Application, queue: ModelQueue | None, metrics: AppMetrics) -> None:
+    def __init__(self, app: Application, queue: ModelQueue | None, metrics: AppMetrics,
+                 timer: DeadlineTimer) -> None:
+        self.timer = timer
         self.app = app
         self.input_type = app.input_type
         self.deadline_s = app.latency_slo_micros / 1e6
@@ -268,7 +304,10 @@ class QueryFrontend:
             metrics = self.app_metrics.setdefault(name, AppMetrics())
             model = snap.linked_version(app)
             queue = self._queue(model.name, model.version, model.input_type) if model else None
-            routes[name] = AppRoute(app, queue, metrics)
+            old = self.routes.get(name)
+            timer = (old.timer if old is not None and old.deadline_s * 1e6 == app.latency_slo_micros
+                     else DeadlineTimer(self._loop))  # type: ignore[arg-type]
+            routes[name] = AppRoute(app, queue, metrics, timer)
         self.routes = routes
         log.info("configuration revision %d: %d apps, %d model versions", snap.revision,
                  len(routes), len(snap.models))
@@ -470,6 +509,7 @@ class QueryFrontend:
         deadline = loop.time() + route.deadline_s
         cache = self.cache
         pending = self.pending
+        add_timer = route.timer.add
         name, ver = queue.model_name, queue.model_version
         waiters: list[Any] = []
         for data in encoded:
@@ -479,7 +519,7 @@ class QueryFrontend:
                 waiters.append(hit)
                 continue
             w = loop.create_future()
-            loop.call_at(deadline, _expire, w)
+            add_timer(deadline, w)
             ev = pending.get(key)
             if ev is not None:
                 ev.waiters.append(w)
@@ -547,11 +587,6 @@ class _NoModel:
 
 
 NO_MODEL_VALUE = _NoModel()
-
-
-def _expire(w: asyncio.Future[Any]) -> None:
-    if not w.done():
-        w.set_result(_TIMEOUT)
 
 
 async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
