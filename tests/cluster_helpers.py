@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-
 from conftest import free_port, wait_until
 
 

@@ -13,15 +13,16 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-
-from clipper_core.plugins import open_store
-from clipper_core.testing.state_store import RedisServer
 from cluster_helpers import Cluster, Frontend, LoadGenerator
 from conftest import free_port, wait_until
 from serving import write_model
+
+from clipper_core.plugins import open_store
+from clipper_core.testing.state_store import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -66,7 +67,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory,
         c.close()
 
 
-def _output(fe: Frontend, app: str, x: list[float]) -> dict:
+def _output(fe: Frontend, app: str, x: list[float]) -> dict[str, Any]:
     r = fe.predict(app, {"input": x})
     assert r.status_code == 200, (fe.id, r.status_code, r.text)
     body = r.json()
@@ -211,7 +212,7 @@ def test_redis_down_during_load(cluster: Cluster, redis_server: RedisServer) -> 
             assert ready["configuration_loaded"] is True
 
         # Registration is refused with 503 and a message saying why.
-        attempts = [
+        attempts: list[tuple[str, dict[str, Any]]] = [
             ("add_app", {"name": "outage", "input_type": "doubles", "default_output": "d",
                          "latency_slo_micros": 100_000}),
             ("add_model", {"model_name": "outage-model", "model_version": "1",
@@ -257,6 +258,41 @@ def test_redis_down_during_load(cluster: Cluster, redis_server: RedisServer) -> 
     assert defaults == [], f"{len(defaults)} of {load.count} answers were default outputs"
 
 
+def test_replica_changes_during_an_outage_reach_the_store_on_return(
+        cluster: Cluster, redis_server: RedisServer, tmp_path: Path) -> None:
+    """Replica r1 connects and r0 dies while Redis is down: the frontends
+    serve with r1 at once, and write both changes when Redis is back."""
+    old, = cluster.replicas
+    redis_server.stop()
+    for fe in cluster.frontends:
+        wait_until(lambda fe=fe: _store_health(fe) == (False, 503), timeout=5,
+                   what=f"{fe.id} reporting the store unhealthy")
+    cluster.start_replica(write_model(tmp_path / "who", WHOAMI), "who", "1", replica_id="r1")
+    cluster.wait_connected("who", n=2)
+    old.kill()
+    old.wait()
+    cluster.replicas.remove(old)
+    for fe in cluster.frontends:
+        wait_until(lambda fe=fe: fe.connected("who") == 1, timeout=5, what=f"{fe.id} drops r0")
+        assert _output(fe, "echo", [time.monotonic()])["replica"] == "r1"
+    redis_server.start()
+    for fe in cluster.frontends:
+        wait_until(lambda fe=fe: _store_health(fe) == (True, 200), timeout=5,
+                   what=f"{fe.id} healthy again")
+
+    def containers() -> list[tuple[str, str, str, bool]]:
+        return [(c["model_name"], c["model_version"], c["model_replica_id"], c["connected"])
+                for c in cluster.admin_ok("get_all_containers", verbose=True)]
+    wait_until(lambda: containers() == [("who", "1", "r1", True)], timeout=3,
+               what=f"the store to show r1 only (it shows {containers()})")
+    store = open_store(f"{redis_server.url}?prefix=cluster-a")
+    try:
+        assert sorted((r.replica_id, r.frontend) for r in store.list_replicas()) == [
+            ("r1", fe.id) for fe in cluster.frontends]
+    finally:
+        store.close()
+
+
 def test_key_prefixes_separate_clusters(cluster: Cluster, redis_server: RedisServer,
                                         tmp_path: Path) -> None:
     other = Cluster(tmp_path, f"{redis_server.url}?prefix=cluster-b", n_frontends=1, name="b")
@@ -280,7 +316,7 @@ def test_key_prefixes_separate_clusters(cluster: Cluster, redis_server: RedisSer
         time.sleep(LIVE_WITHIN)
         for fe in cluster.frontends:
             assert fe.predict("only-b", {"input": [1.0]}).status_code == 404
-            assert _output(fe, "echo", [2.0])["replica"] == "r0"
+            assert _output(fe, "echo", [2.0])["replica"] in ("r0", "r1")
         assert cluster.admin_ok("get_application", name="only-b") is None
         assert fe_b.predict("late", {"input": [1.0]}).status_code == 404
         assert fe_b.connected("who") == 0
