@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,14 +61,51 @@ def registry() -> str:
 
 
 @pytest.fixture(scope="session")
-def project_images(docker_client: Any) -> Any:
+def project_images(docker_client: Any) -> Iterator[Any]:
     """The project's images built from this checkout (cached layers make a
-    rebuild after a code change take seconds)."""
+    rebuild after a code change take seconds).
+
+    With a test registry, the model base image is also pushed to it in the
+    background (compressing its large layers takes a minute on a small CI
+    machine), so the push test later uploads only the model's own layers.
+    """
     from clipper_docker.images import build_project_images
 
-    return build_project_images(
+    images = build_project_images(
         python_base_image=os.environ.get("CLIPPER_TEST_BASE_IMAGE", "python:3.11-slim"),
         client=docker_client)
+    registry = os.environ.get("CLIPPER_TEST_REGISTRY")
+    if registry:
+        _WARM["thread"] = threading.Thread(
+            target=_push_base, args=(docker_client, images.model_base, registry),
+            name="registry-warm", daemon=True)
+        _WARM["thread"].start()
+    yield images
+    if "thread" in _WARM:
+        _WARM["thread"].join(timeout=120)
+
+
+_WARM: dict[str, Any] = {}
+
+
+def _push_base(client: Any, image: str, registry: str) -> None:
+    from clipper_docker.builds import push_image
+
+    target = f"{registry}/warm/{image.split('/')[-1]}"
+    try:
+        client.images.get(image).tag(target)
+        push_image(client, target)
+    except Exception as exc:  # noqa: BLE001 - re-raised by registry_warm
+        _WARM["error"] = exc
+
+
+@pytest.fixture
+def registry_warm(registry: str, project_images: Any) -> None:
+    """Wait for the background push of the model base image to finish."""
+    if "thread" in _WARM:
+        _WARM["thread"].join(timeout=300)
+    if "error" in _WARM:
+        raise _WARM["error"]
 
 
 def manager_options(cluster: str, redis_image: str, images: Any, **extra: Any) -> dict[str, Any]:
