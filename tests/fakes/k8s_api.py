@@ -651,6 +651,8 @@ class PodRunner:
                 if p.get("name"):
                     run.port_names[p["name"]] = int(p["containerPort"])
         self.created = time.time()
+        #: when the pod last became Ready (None while not ready)
+        self.ready_since: float | None = None
         self._stop = threading.Event()
         self._changed = threading.Event()
         self.stopped = threading.Event()
@@ -920,7 +922,11 @@ class PodRunner:
                         "startedAt": now_iso(last.started_at),
                         "finishedAt": now_iso(last.finished_at)}}
             statuses.append(cs)
-        ready = self.ready
+        ready = self.ready and all_running
+        if ready and self.ready_since is None:
+            self.ready_since = time.time()
+        elif not ready:
+            self.ready_since = None
         created = now_iso(self.created)
         started_any = any(r.process is not None for r in self.containers)
         phase = "Running" if started_any and not any(r.pull_error for r in self.containers) \
@@ -929,16 +935,18 @@ class PodRunner:
             phase = "Pending"
 
         def cond(type_: str, ok: bool) -> Obj:
+            since = created
+            if type_ in ("Ready", "ContainersReady") and self.ready_since is not None:
+                since = now_iso(self.ready_since)
             return {"type": type_, "status": "True" if ok else "False",
-                    "lastTransitionTime": created, "lastProbeTime": None,
+                    "lastTransitionTime": since, "lastProbeTime": None,
                     **({} if ok else {"reason": "ContainersNotReady"}
                        if type_ in ("Ready", "ContainersReady") else {})}
 
         return {"phase": phase, "hostIP": NODE_INTERNAL_IP, "podIP": "127.0.0.1",
                 "podIPs": [{"ip": "127.0.0.1"}], "startTime": created, "qosClass": "Burstable",
                 "conditions": [cond("PodScheduled", True), cond("Initialized", True),
-                               cond("ContainersReady", ready and all_running),
-                               cond("Ready", ready and all_running)],
+                               cond("ContainersReady", ready), cond("Ready", ready)],
                 "containerStatuses": statuses}
 
     def _write_status(self) -> None:
@@ -1095,7 +1103,8 @@ class FakeKubernetes:
                      component: str = "kubelet") -> None:
         """Write (or bump the count of) an Event about ``involved``."""
         ns = involved.get("namespace", "default")
-        if self.store.get("namespaces", "", ns) is None:
+        ns_obj = self.store.get("namespaces", "", ns)
+        if ns_obj is None or "deletionTimestamp" in ns_obj["metadata"]:
             return
         for ev in self.store.list("events", ns):
             if ev["involvedObject"].get("uid") == involved.get("uid") and \
@@ -1282,15 +1291,23 @@ class FakeKubernetes:
                 self._delete_object(_BY_PLURAL["pods"], ns, p["metadata"]["name"], {})
         pods = [p for p in self._owned_pods(dep) if "deletionTimestamp" not in p["metadata"]]
         ready = sum(is_ready(p) for p in pods)
+        min_ready = float(dep["spec"].get("minReadySeconds", 0))
+
+        def is_available(p: Obj) -> bool:
+            runner = self.runners.get((ns, p["metadata"]["name"]))
+            since = runner.ready_since if runner is not None else None
+            return is_ready(p) and since is not None and time.time() - since >= min_ready
+
+        available_count = sum(is_available(p) for p in pods)
         updated = sum(p["metadata"]["labels"].get("pod-template-hash") == h for p in pods)
         status: Obj = {"observedGeneration": meta.get("generation", 1)}
         for key, value in (("replicas", len(pods)), ("updatedReplicas", updated),
-                           ("readyReplicas", ready), ("availableReplicas", ready),
-                           ("unavailableReplicas", max(0, want - ready))):
+                           ("readyReplicas", ready), ("availableReplicas", available_count),
+                           ("unavailableReplicas", max(0, want - available_count))):
             if value:  # the real API server omits zero counts
                 status[key] = value
         old_status = dep.get("status") or {}
-        available = ready >= want
+        available = available_count >= want
         conds = {c["type"]: c for c in old_status.get("conditions") or []}
         stamp = now_iso()
         for type_, ok, reason, msg in (
@@ -1429,6 +1446,10 @@ class FakeKubernetes:
             if obj is None:
                 raise ApiError(404, "NotFound", f'namespaces "{ns}" not found',
                                {"name": ns, "kind": "namespaces"})
+            if "deletionTimestamp" in obj["metadata"]:
+                raise ApiError(403, "Forbidden", f"unable to create new content in namespace "
+                               f"{ns} because it is being terminated",
+                               {"name": ns, "kind": "namespaces"})
 
     def validate_body(self, res: Resource, body: Obj, *, name: str | None = None,
                       kind: str | None = None, api_version: str | None = None) -> None:
@@ -1491,9 +1512,20 @@ class FakeKubernetes:
         elif res.kind == "Namespace":
             body["spec"] = {"finalizers": ["kubernetes"]}
             body["status"] = {"phase": "Active"}
-        elif res.kind == "ServiceAccount":
-            pass
+        elif res.kind == "Secret":
+            self._encode_secret(body)
         return self._create_raw(res.plural, ns if res.namespaced else "", body)
+
+    @staticmethod
+    def _encode_secret(body: Obj) -> None:
+        """``stringData`` is write-only: merged into ``data`` base64-encoded."""
+        import base64
+
+        string_data = body.pop("stringData", None) or {}
+        data = body.setdefault("data", {})
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        body.setdefault("type", "Opaque")
 
     def _default_service(self, ns: str, body: Obj) -> None:
         spec = body.setdefault("spec", {})
@@ -1556,6 +1588,8 @@ class FakeKubernetes:
     def _merge_update(res: Resource, current: Obj, new: Obj) -> Obj:
         out = copy.deepcopy(new)
         out["apiVersion"], out["kind"] = res.api_version, res.kind
+        if res.kind == "Secret":
+            FakeKubernetes._encode_secret(out)
         meta = out.setdefault("metadata", {})
         for key in ("uid", "creationTimestamp", "namespace", "generation",
                     "deletionTimestamp", "ownerReferences"):

@@ -78,6 +78,9 @@ class KubernetesContainerManager:
     :param redis_image: image Redis runs from.
     :param start_timeout: seconds ``start_clipper`` waits for readiness.
     :param deploy_timeout: seconds model deployments and scaling wait.
+    :param min_ready_seconds: a model replica counts as available once it has
+        run this long (models have no health endpoint; this catches models
+        that crash while loading).
     :param progress: called with one line per step (default: the logger).
     """
 
@@ -91,7 +94,7 @@ class KubernetesContainerManager:
                  service_type: str = "NodePort", admin_token: str | bool | None = None,
                  service_account: str | None = None, redis_image: str = REDIS_IMAGE,
                  start_timeout: float = 300.0, deploy_timeout: float = 180.0,
-                 progress: Progress | None = None) -> None:
+                 min_ready_seconds: int = 2, progress: Progress | None = None) -> None:
         self.cluster_name = names.cluster_name(cluster_name)
         self.namespace = validate_name("namespace", namespace)
         if service_type not in manifests.SERVICE_TYPES:
@@ -119,7 +122,7 @@ class KubernetesContainerManager:
         self.spec = manifests.ClusterSpec(
             cluster=self.cluster_name, namespace=self.namespace, redis_ip=redis_ip,
             redis_port=redis_port, redis_image=redis_image, service_type=service_type,
-            service_account=service_account,
+            service_account=service_account, min_ready_seconds=min_ready_seconds,
             admin_secret=names.admin_secret(self.cluster_name) if admin_token else None)
         self._client_options = dict(api_client=api_client, api_host=api_host,
                                     kubeconfig=kubeconfig, context=context,
@@ -345,7 +348,7 @@ class KubernetesContainerManager:
         if status is None:
             return want == 0
         observed = (status.observed_generation or 0) >= (dep.metadata.generation or 0)
-        return observed and (status.ready_replicas or 0) >= want and \
+        return observed and (status.available_replicas or 0) >= want and \
             (status.updated_replicas or 0) >= want and (status.replicas or 0) == want
 
     def _wait_ready(self, deployments: list[str], timeout: float,
@@ -643,7 +646,19 @@ class KubernetesContainerManager:
             return
         with self._errors(f"Deleting namespace {self.namespace!r}"):
             self.core.delete_namespace(self.namespace)
-        self.progress(f"deleted namespace {self.namespace}")
+        deadline = time.monotonic() + self.deploy_timeout
+        while time.monotonic() < deadline:
+            try:
+                self.core.read_namespace(self.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    self.progress(f"deleted namespace {self.namespace}")
+                    return
+                with self._errors(f"Reading namespace {self.namespace!r}"):
+                    raise
+            time.sleep(0.2)
+        raise ContainerError(f"Namespace {self.namespace!r} still terminating after "
+                             f"{self.deploy_timeout:.0f}s", namespace=self.namespace)
 
 
 __all__ = ["KubernetesContainerManager", "MGMT_FRONTEND_IMAGE", "QUERY_FRONTEND_IMAGE",

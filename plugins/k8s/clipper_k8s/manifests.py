@@ -47,6 +47,8 @@ class ClusterSpec:
     service_account: str | None = None
     image_pull_policy: str = "IfNotPresent"
     requests: dict[str, dict[str, str]] = attrs.field(factory=lambda: dict(DEFAULT_REQUESTS))
+    #: Seconds a model replica must run before it counts as available.
+    min_ready_seconds: int = 2
     #: Name of the Secret holding the admin token; None = no token.
     admin_secret: str | None = None
 
@@ -203,8 +205,11 @@ def model_deployment(spec: ClusterSpec, name: str, version: str, input_type: str
            {"name": "CLIPPER_REPLICA_ID",
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
     container = _container(spec, names.ROLE_MODEL, "model", image, env=env)
-    return _deployment(spec, names.model(spec.cluster, name, version), labels, container,
+    body = _deployment(spec, names.model(spec.cluster, name, version), labels, container,
                        replicas)
+    if spec.min_ready_seconds:
+        body["spec"]["minReadySeconds"] = spec.min_ready_seconds
+    return body
 
 
 # -- namespace, secret ----------------------------------------------------------

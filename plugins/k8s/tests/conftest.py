@@ -61,7 +61,8 @@ def manager_options(kube: FakeKubernetes, cluster: str, **extra: Any) -> dict[st
     """Options pointing a manager at ``kube`` with short timeouts."""
     options: dict[str, Any] = dict(cluster_name=cluster, api_host=kube.url,
                                    kubernetes_proxy_addr=kube.url, start_timeout=60.0,
-                                   deploy_timeout=60.0, progress=lambda _line: None)
+                                   deploy_timeout=60.0, min_ready_seconds=0,
+                                   progress=lambda _line: None)
     options.update(extra)
     return options
 
