@@ -106,7 +106,7 @@ def redis_job(s: JobSettings) -> dict[str, Any]:
             "--save", "", "--appendonly", "no", "--protected-mode", "no"]
     if s.driver == "docker":
         config: dict[str, Any] = {"image": s.redis_image, "network_mode": "host",
-                                  "ports": ["redis"], "command": "redis-server", "args": args}
+                                  "command": "redis-server", "args": args}
     else:
         config = {"command": s.redis_command, "args": args}
     task = _task("redis", s, config, {}, memory_mb=s.redis_memory_mb)
@@ -116,11 +116,17 @@ def redis_job(s: JobSettings) -> dict[str, Any]:
     return _job(s, s.job_id(ROLE_REDIS), ROLE_REDIS, group)
 
 
+# Docker tasks use the host's network (``network_mode = "host"``) and bind the
+# Nomad-assigned ``NOMAD_IP_<label>:NOMAD_PORT_<label>`` themselves, so the
+# address a service registers is the address the process listens on; no port
+# mapping (``ports``) is needed.
+
+
 def mgmt_job(s: JobSettings, image: str | None, store_url: str) -> dict[str, Any]:
     """The management frontend, one allocation; healthy when /admin/ping answers."""
     args = ["--store", store_url, "--host", "${NOMAD_IP_http}", "--port", "${NOMAD_PORT_http}"]
     env = {"CLIPPER_ADMIN_TOKEN": s.admin_token} if s.admin_token else {}
-    config = _python_config(s, image, "clipper_frontends.management", args, ["http"])
+    config = _python_config(s, image, "clipper_frontends.management", args)
     task = _task("management", s, config, env)
     service = _service(s, ROLE_MGMT, "http", "http", "/admin/ping")
     if s.admin_token:  # /admin/ping is protected too
@@ -140,7 +146,7 @@ def query_job(s: JobSettings, image: str | None, store_url: str, cache_size: int
     args = ["--store", store_url, "--host", "${NOMAD_IP_http}", "--port", "${NOMAD_PORT_http}",
             "--rpc-host", "${NOMAD_IP_rpc}", "--rpc-port", "${NOMAD_PORT_rpc}",
             "--cache-size", str(cache_size), "--frontend-id", "q${NOMAD_ALLOC_INDEX}"]
-    config = _python_config(s, image, "clipper_frontends.query", args, ["http", "rpc"])
+    config = _python_config(s, image, "clipper_frontends.query", args)
     task = _task("query", s, config, {})
     group = _group(s, "query", count, [task],
                    ports=[("http", s.query_port), ("rpc", s.rpc_port)],
@@ -192,12 +198,12 @@ def frontends_template(s: JobSettings) -> dict[str, Any]:
             "ChangeMode": "restart", "Envvars": True}
 
 
-def _python_config(s: JobSettings, image: str | None, module: str, args: list[str],
-                   ports: list[str]) -> dict[str, Any]:
+def _python_config(s: JobSettings, image: str | None, module: str,
+                   args: list[str]) -> dict[str, Any]:
     """Run ``python -m module args``: in the image (its entrypoint replaced, so
     any image with Python and clipper-core installed works) or on the host."""
     if s.driver == "docker":
-        return {"image": image, "network_mode": "host", "ports": ports,
+        return {"image": image, "network_mode": "host",
                 "entrypoint": ["python", "-m", module], "args": args}
     return {"command": s.python, "args": ["-m", module, *args]}
 
