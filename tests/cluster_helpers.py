@@ -79,24 +79,39 @@ class Cluster:
         """Start the management and query frontends (all at once) and wait
         until the management answers ``/admin/ping`` and every query frontend
         ``/readyz``."""
-        self.start_management()
-        for fe in self.frontends:
-            fe.proc = self._spawn(fe.id, [
-                "-m", "clipper_frontends.query", "--store", self.store_url,
-                "--host", "127.0.0.1", "--port", str(fe.port), "--rpc-host", "127.0.0.1",
-                "--rpc-port", str(fe.rpc_port), "--frontend-id", fe.id,
-                "--replica-silence-s", "5"])
+        self.spawn()
         wait_until(self._management_ready, timeout=timeout, interval=0.1,
                    what=f"{self.name} management /admin/ping")
         for fe in self.frontends:
             wait_until(lambda fe=fe: self._frontend_ready(fe), timeout=timeout, interval=0.1,
                        what=f"query frontend {fe.id} /readyz")
 
-    def start_management(self) -> None:
-        """Start the management frontend process (does not wait for it)."""
+    def spawn(self) -> None:
+        """Start the management and query frontend processes; do not wait."""
         self.management = self._spawn("management", [
             "-m", "clipper_frontends.management", "--store", self.store_url,
             "--host", "127.0.0.1", "--port", str(self.admin_port), "--log-level", "warning"])
+        for fe in self.frontends:
+            fe.proc = self._spawn(fe.id, [
+                "-m", "clipper_frontends.query", "--store", self.store_url,
+                "--host", "127.0.0.1", "--port", str(fe.port), "--rpc-host", "127.0.0.1",
+                "--rpc-port", str(fe.rpc_port), "--frontend-id", fe.id,
+                "--replica-silence-s", "5"])
+
+    def wait_up(self, timeout: float = 30.0) -> None:
+        """Until every process of the cluster answers HTTP (any status)."""
+        clients = [self.admin_http, *(fe.http for fe in self.frontends)]
+        procs = [self.management, *(fe.proc for fe in self.frontends)]
+        for client, proc in zip(clients, procs, strict=True):
+            def answers(client: httpx.Client = client,
+                        proc: subprocess.Popen[bytes] | None = proc) -> bool:
+                self._alive(proc, f"process behind {client.base_url}")
+                try:
+                    client.get("/healthz")
+                except httpx.TransportError:
+                    return False
+                return True
+            wait_until(answers, timeout=timeout, interval=0.1, what=f"{client.base_url} up")
 
     def _alive(self, proc: subprocess.Popen[bytes] | None, what: str) -> None:
         if proc is None or proc.poll() is not None:

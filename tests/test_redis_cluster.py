@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cluster_helpers import Cluster, Frontend, LoadGenerator
 from conftest import free_port, wait_until
@@ -258,6 +257,42 @@ def test_redis_down_during_load(cluster: Cluster, redis_server: RedisServer) -> 
     assert defaults == [], f"{len(defaults)} of {load.count} answers were default outputs"
 
 
+def test_redis_hanging_does_not_stall_queries(cluster: Cluster,
+                                              redis_server: RedisServer) -> None:
+    """A Redis that stops answering (SIGSTOP: connections stay open, no
+    replies) is noticed through timeouts; queries never wait for it."""
+    assert redis_server.proc is not None
+    pid = redis_server.proc.pid
+    load = LoadGenerator([fe.port for fe in cluster.frontends], "echo").start()
+    try:
+        wait_until(lambda: load.count >= 50, timeout=20, what="50 requests before the hang")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            at_hang = load.count
+            t0 = time.monotonic()
+            r = cluster.admin("add_app", name="hung", input_type="doubles",
+                              default_output="d", latency_slo_micros=100_000)
+            assert r.status_code == 503, r.text
+            assert "Timeout" in r.json()["cause"], r.text
+            assert time.monotonic() - t0 < 5, "the management frontend waited too long"
+            for fe in cluster.frontends:
+                wait_until(lambda fe=fe: _store_health(fe) == (False, 503), timeout=6,
+                           what=f"{fe.id} reporting the hanging store unhealthy")
+            wait_until(lambda: load.count >= at_hang + 100, timeout=10,
+                       what="100 requests while Redis hangs")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for fe in cluster.frontends:
+            wait_until(lambda fe=fe: _store_health(fe) == (True, 200), timeout=6,
+                       what=f"{fe.id} healthy after the hang")
+        assert cluster.admin_ok("get_application", name="hung") is None
+    finally:
+        load.stop()
+    assert not load.errors, load.errors[:5]
+    assert load.statuses() == {200: load.count}
+    assert [d for _, d in load.results if d is not False] == []
+
+
 def test_replica_changes_during_an_outage_reach_the_store_on_return(
         cluster: Cluster, redis_server: RedisServer, tmp_path: Path) -> None:
     """Replica r1 connects and r0 dies while Redis is down: the frontends
@@ -330,22 +365,36 @@ def test_key_prefixes_separate_clusters(cluster: Cluster, redis_server: RedisSer
         other.close()
 
 
-def test_management_without_redis_answers_503(tmp_path: Path) -> None:
-    """A management frontend whose Redis is not there at all starts, and says so."""
-    c = Cluster(tmp_path, f"redis://127.0.0.1:{free_port()}/0?prefix=nowhere",
-                n_frontends=0, name="nowhere")
+def test_cluster_started_before_redis(tmp_path: Path) -> None:
+    """Frontends whose Redis is not up yet start anyway, say so (503), and
+    work as soon as it is."""
+    server = RedisServer(tmp_path / "redis", free_port())
+    c = Cluster(tmp_path, f"{server.url}?prefix=early", n_frontends=1, name="early")
+    (fe,) = c.frontends
     try:
-        c.start_management()
-
-        def answers() -> httpx.Response | None:
-            try:
-                return c.admin_http.get("/admin/ping")
-            except httpx.TransportError:
-                return None
-        ping = wait_until(answers, timeout=20, what="management frontend up")
-        assert ping.status_code == 503
+        c.spawn()
+        c.wait_up()
+        assert c.admin_http.get("/admin/ping").status_code == 503
         r = c.admin("add_app", name="x", input_type="doubles", default_output="d",
-                    latency_slo_micros=1000)
+                    latency_slo_micros=100_000)
         assert r.status_code == 503 and r.json()["error"] == "store_unavailable", r.text
+        ready = fe.readyz()
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["configuration_loaded"] is False
+        assert fe.metrics()["store"]["healthy"] is False
+        assert fe.predict("x", {"input": [1.0]}).status_code == 404
+
+        server.start()
+        wait_until(lambda: c.admin_http.get("/admin/ping").status_code == 200, timeout=5,
+                   what="management reaching Redis")
+        wait_until(lambda: fe.readyz().status_code == 200, timeout=5,
+                   what="query frontend reaching Redis")
+        c.admin_ok("add_app", name="x", input_type="doubles", default_output="d",
+                   latency_slo_micros=100_000)
+        _wait_live(c, lambda fe: fe.predict("x", {"input": [1.0]}).status_code == 200, "app x")
+    except BaseException:
+        print(c.log_text())
+        raise
     finally:
         c.close()
+        server.stop()
