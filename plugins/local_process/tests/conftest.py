@@ -72,19 +72,4 @@ def _clipper_home(tmp_path_factory: pytest.TempPathFactory,
     yield
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Any]:
-    """A started single-frontend local cluster and its connection."""
-    from clipper_local_process import LocalProcessContainerManager
-
-    from clipper_core.connection import ClipperConnection
-
-    conn = ClipperConnection(LocalProcessContainerManager(**manager_options(tmp_path, "t")))
-    try:
-        conn.start_clipper()
-        yield conn
-    finally:
-        conn.stop_all()
-
-
 __all__ = ["free_port", "free_port_block", "manager_options", "wait_until", "os"]

@@ -32,9 +32,28 @@ def query(conn, app, x, **extra):
     return wait_until(answer, 15, f"{app} to answer")
 
 
-def our_processes() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True)
-            if p.status() != psutil.STATUS_ZOMBIE]
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One cluster shared by the tests that only add their own apps and models."""
+    conn = ClipperConnection(LocalProcessContainerManager(
+        **manager_options(tmp_path_factory.mktemp("shared"), "shared")))
+    try:
+        conn.start_clipper()
+        yield conn
+    finally:
+        conn.stop_all()
+
+
+def our_processes() -> set[int]:
+    """Pids of our live (non-zombie) descendants."""
+    out = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                out.add(proc.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return out
 
 
 def test_two_clusters_side_by_side(tmp_path):
@@ -67,14 +86,15 @@ def test_connect_from_a_second_process(cluster, tmp_path):
         "conn = ClipperConnection(cm)\n"
         "conn.connect()\n"
         "conn.set_num_replicas('sum', 2)\n"
-        "print(json.dumps({'apps': conn.get_all_apps(), 'query': conn.get_query_addr(),\n"
+        "print(json.dumps({'apps': 'sum' in conn.get_all_apps(),\n"
+        "                  'query': conn.get_query_addr(),\n"
         "                  'token': cm.get_admin_token(),\n"
         "                  'replicas': conn.get_num_replicas('sum')}))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout)
-    assert seen == {"apps": ["sum"], "query": cluster.get_query_addr(),
+    assert seen == {"apps": True, "query": cluster.get_query_addr(),
                     "token": cm.get_admin_token(), "replicas": 2}
     assert cluster.get_num_replicas("sum") == 2
     assert query(cluster, "sum", [1.0, 2.0])["output"] == 3.0
@@ -91,36 +111,38 @@ def test_admin_token_is_private_and_required(cluster):
 
 def test_sigkilled_replica_is_restarted_and_counted(cluster):
     create_endpoint(cluster, "inc", "doubles", lambda xs: [x[0] + 1 for x in xs])
-    [before] = cluster.cm.list_replicas()
+    [before] = [r for r in cluster.cm.list_replicas() if r.model_name == "inc"]
     assert before.restarts == 0 and before.status == "running"
     os.kill(int(before.handle), signal.SIGKILL)
-    after = wait_until(lambda: [r for r in cluster.cm.list_replicas()
-                                if r.restarts >= 1 and r.status == "running"], 15,
+    after = wait_until(lambda: [r for r in cluster.cm.list_replicas() if r.model_name == "inc"
+                                and r.restarts >= 1 and r.status == "running"], 15,
                        "the replica to be restarted")[0]
     assert after.replica_id == before.replica_id and after.handle != before.handle
     wait_until(lambda: query(cluster, "inc", [41.0])["output"] == 42.0, 30,
                "the restarted replica to answer")
-    [info] = cluster.get_all_model_replicas(verbose=True)
+    [info] = [r for r in cluster.get_all_model_replicas(verbose=True)
+              if r["model_name"] == "inc"]
     assert info["restarts"] >= 1 and info["model_replica_id"] == "inc-1-0"
 
 
 def test_stop_all_leaves_no_process_behind(tmp_path):
+    before = our_processes()
     conn = ClipperConnection(LocalProcessContainerManager(**manager_options(tmp_path, "s", 2)))
     conn.start_clipper(num_frontend_replicas=2)
     try:
         create_endpoint(conn, "noop", "doubles", lambda xs: [0 for _ in xs], num_replicas=2)
-        running = our_processes()
-        # 4 frontends processes (mgmt, 2 query, balancer) + 2 replicas, each with a supervisor
-        assert len(running) >= 12
+        running = our_processes() - before
+        # 4 frontend processes (mgmt, 2 query, balancer) + 2 replicas, each with a supervisor
+        assert len(running) == 12
     finally:
         conn.stop_all()
-    assert our_processes() == []
-    for proc in running:
-        assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    assert our_processes() - before == set()
+    assert not any(psutil.pid_exists(pid) for pid in running)
     assert not (tmp_path / "s" / "cluster.json").exists()
 
 
 def test_port_taken_is_a_clear_error(tmp_path):
+    before = our_processes()
     options = manager_options(tmp_path, "busy")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", options["clipper_management_port"]))
@@ -132,10 +154,11 @@ def test_port_taken_is_a_clear_error(tmp_path):
     assert f"Port {port} on 127.0.0.1 (for the management frontend) is already in use" \
         in str(info.value)
     assert info.value.port == port
-    assert our_processes() == []
+    assert our_processes() - before == set()
 
 
 def test_a_process_dying_at_start_is_reported_with_its_log(tmp_path):
+    before = our_processes()
     options = manager_options(tmp_path, "bad")
     cm = LocalProcessContainerManager(**options, store_url=f"sqlite:///{tmp_path}/ok.db")
     real_python = cm.python
@@ -149,7 +172,7 @@ def test_a_process_dying_at_start_is_reported_with_its_log(tmp_path):
         ClipperConnection(cm).start_clipper()
     text = str(info.value)
     assert "query-0" in text and "exit code 7" in text and "query frontend exploded" in text
-    assert our_processes() == []
+    assert our_processes() - before == set()
 
 
 def test_start_twice_and_connect_to_nothing(cluster, tmp_path):
