@@ -290,7 +290,12 @@ class ContainerProcess:
 
     @property
     def previous_log_path(self) -> Path | None:
-        return self.log_dir / f"{self.name}.{self._run - 1}.log" if self._run > 1 else None
+        """The log of the last run that ended (while backing off: the run that
+        just ended), or None if no run has ended yet."""
+        ended = self._run - 1 if self.state.state == "running" else self._run
+        if ended < 1 or (self.restart_count == 0 and self.state.state == "running"):
+            return None
+        return self.log_dir / f"{self.name}.{ended}.log"
 
     def start(self) -> None:
         self._thread.start()
