@@ -240,6 +240,7 @@ def _semantic_problems(job: dict[str, Any]) -> list[str]:
                     problems.append(f"{where}: port label {port['Label']!r} defined twice")
                 labels.add(port["Label"])
         problems += _restart_problems(f"{where}.RestartPolicy", group.get("RestartPolicy"))
+        problems += _update_problems(f"{where}.Update", group.get("Update"))
         problems += _service_problems(where, group.get("Services"), labels)
         seen_tasks: set[str] = set()
         for ti, task in enumerate(group["Tasks"]):
@@ -266,6 +267,19 @@ def _restart_problems(where: str, policy: dict[str, Any] | None) -> list[str]:
         return [f"{where}: Nomad can't restart the task {attempts} times in an interval "
                 f"of {interval / SECOND:g}s with a delay of {delay / SECOND:g}s"]
     return []
+
+
+def _update_problems(where: str, update: dict[str, Any] | None) -> list[str]:
+    if not update:
+        return []
+    problems = []
+    min_healthy, healthy = update.get("MinHealthyTime"), update.get("HealthyDeadline")
+    progress = update.get("ProgressDeadline")
+    if min_healthy is not None and healthy is not None and min_healthy >= healthy:
+        problems.append(f"{where}: Minimum healthy time must be less than healthy deadline")
+    if progress and healthy is not None and healthy >= progress:
+        problems.append(f"{where}: Healthy deadline must be less than progress deadline")
+    return problems
 
 
 def _service_problems(where: str, services: list[dict[str, Any]] | None,

@@ -83,6 +83,10 @@ class NomadContainerManager:
                  deploy_timeout_s: float = 180.0, request_timeout_s: int = 10,
                  progress: Callable[[str], None] | None = None) -> None:
         self.cluster_name = validate_name("cluster name", cluster_name)
+        if len(self.cluster_name) > 45:  # service names (…-query-rpc) have at most 63
+            raise ValidationError(f"Invalid cluster name {self.cluster_name!r}: at most 45 "
+                                  "characters for Nomad (service names are limited to 63)",
+                                  argument="cluster name", value=self.cluster_name)
         if driver not in jobs.DRIVERS:
             raise ValidationError(f"Invalid Nomad driver {driver!r}: must be one of "
                                   f"{', '.join(jobs.DRIVERS)}", argument="driver", value=driver)
@@ -195,6 +199,28 @@ class NomadContainerManager:
                               self.client.job.get_allocations, job_id)
         except NotFoundError:
             return []
+
+    def _watch_allocations(self, job_id: str, index: int,
+                           wait_s: float) -> tuple[list[dict[str, Any]], int]:
+        """A blocking query: the job's allocations once Nomad's index passes
+        ``index`` (or after ``wait_s``), and the new index."""
+        from nomad.api.base import Requester
+
+        requester = Requester(**self.client.requester_settings)
+        requester.ENDPOINT = "job"
+        wait = max(0.05, wait_s)
+        try:
+            resp = self._call(f"watch allocations of {job_id}", requester.request, job_id,
+                              "allocations", method="get",
+                              params={"index": index, "wait": f"{int(wait * 1000)}ms"},
+                              timeout=self.request_timeout_s + wait)
+        except NotFoundError:
+            return [], index
+        try:
+            new_index = int(resp.headers.get("X-Nomad-Index", index))
+        except ValueError:
+            new_index = index
+        return resp.json(), new_index
 
     def _cluster_jobs(self, role: str | None = None) -> list[dict[str, Any]]:
         """Live (not stopped) jobs of this cluster, optionally of one role."""
@@ -322,10 +348,13 @@ class NomadContainerManager:
               error: type[ContainerError]) -> None:
         """Wait until ``count`` live allocations of ``job_id`` run (and are
         healthy) and no more than ``count`` remain; raise ``error`` naming a
-        failed allocation and its task events, or the laggards at the deadline."""
-        last = ""
+        failed allocation and its task events, or the laggards at the deadline.
+        Uses blocking queries, so it wakes up as soon as Nomad's state changes."""
+        last, index = "", 0
         while True:
-            live = [a for a in self._allocations(job_id) if a.get("DesiredStatus") == "run"]
+            allocs, index = self._watch_allocations(
+                job_id, index, min(2.0, max(0.0, deadline - time.monotonic())))
+            live = [a for a in allocs if a.get("DesiredStatus") == "run"]
             for alloc in live:
                 deploy = alloc.get("DeploymentStatus") or {}
                 if alloc.get("ClientStatus") in ("failed", "lost") or deploy.get("Healthy") is False:
@@ -346,7 +375,6 @@ class NomadContainerManager:
                     "no allocation was placed"
                 raise error(f"Timed out waiting for job {job_id} ({summary}): {detail}",
                             job=job_id)
-            time.sleep(0.2)
 
     def _describe(self, alloc: dict[str, Any]) -> str:
         """``allocation <id> (<name>) is <status>: task <t>: <events>; stderr: <tail>``."""

@@ -137,6 +137,10 @@ def broken(change) -> list[str]:
     (lambda j: j["TaskGroups"][0]["RestartPolicy"].update(
         Attempts=10, Delay=60 * SECOND, Interval=60 * SECOND),
      "can't restart the task 10 times in an interval of 60s with a delay of 60s"),
+    (lambda j: j["TaskGroups"][0]["Update"].update(MinHealthyTime=200 * SECOND),
+     "Minimum healthy time must be less than healthy deadline"),
+    (lambda j: j["TaskGroups"][0]["Update"].update(ProgressDeadline=SECOND),
+     "Healthy deadline must be less than progress deadline"),
     (lambda j: j["TaskGroups"].append(copy.deepcopy(j["TaskGroups"][0])),
      "duplicate task group name 'query'"),
     (lambda j: j["TaskGroups"][0]["Tasks"][0].update(Templates=[{"DestPath": "x"}]),

@@ -46,6 +46,7 @@ def test_the_plugin_offers_the_nomad_manager() -> None:
 
 @pytest.mark.parametrize("options, match", [
     ({"cluster_name": "Bad_Name"}, "Invalid cluster name"),
+    ({"cluster_name": "c" * 46}, "at most 45 characters"),
     ({"driver": "podman"}, "Invalid Nomad driver 'podman'"),
     ({"discovery": "dns"}, "Invalid service discovery 'dns'"),
     ({"discovery": "static"}, "needs static_host"),
@@ -132,6 +133,8 @@ def test_docker_driver_cluster_with_two_query_frontends(tmp_path: Path,
         manager = conn.cm
         try:
             conn.start_clipper("test/query:1", "test/mgmt:1", 4096, num_frontend_replicas=2)
+            assert any("/v1/job/clipper-dock-query/allocations?index=" in path
+                       for _, path in fake.requests), "the manager uses blocking queries"
             with pytest.raises(ClusterStartError, match="already has jobs"):
                 NomadContainerManager(**options).start_clipper("test/query:1", "test/mgmt:1", 1)
             conn.deploy_model("sum", "1", "doubles", "test/sum-model:1", num_replicas=2)
