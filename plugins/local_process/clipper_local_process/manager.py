@@ -285,6 +285,9 @@ class LocalProcessContainerManager:
         import httpx
 
         self._config = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         config = self.config
         url = f"http://{config.host}:{config.management_port}/admin/ping"
         token = read_token(self.state_dir)

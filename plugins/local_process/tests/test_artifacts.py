@@ -29,6 +29,15 @@ def manager(tmp_path):
                                         progress=lambda _m: None)
 
 
+def test_the_backends_implement_the_core_protocols(manager, tmp_path):
+    from clipper_core.interfaces import ContainerManager, ModelRegistry
+
+    assert isinstance(manager, ContainerManager)
+    assert isinstance(DirectoryRegistry(tmp_path), ModelRegistry)
+    assert get_backend("container_managers", "local_process").factory \
+        is LocalProcessContainerManager
+
+
 def test_build_model_makes_a_versioned_copy(manager, model_dir, tmp_path):
     ref = manager.build_model("m", "1", str(model_dir), "default")
     assert ref == str((tmp_path / "state" / "models" / "m" / "1").resolve())
