@@ -232,3 +232,21 @@ def test_closure_with_pkgs_to_install_gets_its_own_environment(cluster):
     assert answer["output"]["file"].startswith(f"{artifact}/venv/")
     assert isinstance(answer["output"]["joke"], str) and answer["output"]["joke"]
     assert importlib.util.find_spec(package) is None  # still not in our environment
+
+
+def test_a_crashed_cluster_can_be_started_again(tmp_path):
+    options = manager_options(tmp_path, "crashy")
+    conn = ClipperConnection(LocalProcessContainerManager(**options))
+    conn.start_clipper()
+    try:
+        conn.register_application("old", "doubles", "x", 1000)
+        # the machine "crashes": every supervisor is SIGKILLed, their children follow
+        for info in conn.cm._table().select():
+            os.kill(info.supervisor_pid, signal.SIGKILL)
+        wait_until(lambda: not any(p.alive for p in conn.cm._table().select()), 10,
+                   "the supervisors to be gone")
+        again = ClipperConnection(LocalProcessContainerManager(**options))
+        again.start_clipper()
+        assert again.get_all_apps() == []  # a new cluster starts empty
+    finally:
+        conn.stop_all()
