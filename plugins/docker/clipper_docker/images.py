@@ -190,7 +190,7 @@ def build_project_images(*, python_base_image: str | None = None, ca_bundle: str
 def main(argv: list[str] | None = None) -> int:
     """``python -m clipper_docker.images``: build the project's images."""
     parser = argparse.ArgumentParser(prog="python -m clipper_docker.images",
-                                     description=build_project_images.__doc__.split("\n")[0])
+                                     description=(build_project_images.__doc__ or "").split("\n")[0])
     parser.add_argument("--python-base-image", help="image to build from "
                         "(default $CLIPPER_PYTHON_BASE_IMAGE or python:3.11-slim)")
     parser.add_argument("--ca-bundle", help="CA bundle pip trusts during the build "

@@ -12,6 +12,7 @@ or ClusterStartError.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -101,7 +102,7 @@ class DockerContainerManager:
             warnings.warn("use_centralized_log is not supported by clipper-docker and is "
                           "ignored; use get_clipper_logs()", stacklevel=2)
         self.redis_image = redis_image or os.environ.get(ENV_REDIS_IMAGE) or DEFAULT_REDIS_IMAGE
-        self._build_args = {"ca_bundle": build_ca_bundle, "pip_args": pip_args,
+        self._build_args: dict[str, Any] = {"ca_bundle": build_ca_bundle, "pip_args": pip_args,
                             "network_mode": build_network, "python_base_image": python_base_image}
         self.admin_token = admin_token or os.environ.get("CLIPPER_ADMIN_TOKEN") or None
         self.start_timeout = start_timeout
@@ -128,14 +129,15 @@ class DockerContainerManager:
             options = attrs.evolve(options, network_mode="host")
         return options
 
-    def _containers(self, role: str | None = None, *, all: bool = True,
-                    **labels: str) -> list[Any]:
+    def _containers(self, role: str | None = None,
+                    labels: dict[str, str] | None = None) -> list[Any]:
+        """Every container (any state) of the cluster, of ``role`` and with ``labels``."""
         filters = [f"{lb.CLUSTER}={self.cluster_name}"]
         if role:
             filters.append(f"{lb.ROLE}={role}")
-        filters += [f"{k}={v}" for k, v in labels.items()]
+        filters += [f"{k}={v}" for k, v in (labels or {}).items()]
         with docker_errors(f"Listing containers of cluster {self.cluster_name}"):
-            return self.client.containers.list(all=all, filters={"label": filters})
+            return self.client.containers.list(all=True, filters={"label": filters})
 
     def _run(self, image: str, *, name: str, role: str, labels: dict[str, str],
              info: ClusterInfo | None = None, error: type[ContainerError] = ContainerError,
@@ -301,11 +303,11 @@ class DockerContainerManager:
                 zip(frontends, info.query_endpoints, strict=True)):
             if i == 0 or info.host_network:
                 url = f"http://{self.docker_ip_address}:{query_port}/healthz"
-                self._wait(container, deadline, lambda url=url: _http_ok(url, None))
+                self._wait(container, deadline, functools.partial(_http_ok, url, None))
             else:
                 probe = ["python", "-c", "import urllib.request as u; u.urlopen("
                          f"'http://127.0.0.1:{query_port}/healthz', timeout=2)"]
-                self._wait(container, deadline, lambda c=container, p=probe: _exec_ok(c, p))
+                self._wait(container, deadline, functools.partial(_exec_ok, container, probe))
 
     def _wait(self, container: Any, deadline: float, ready: Callable[[], bool]) -> None:
         """Poll ``ready`` until it is true; ClusterStartError with the log tail
@@ -398,13 +400,15 @@ class DockerContainerManager:
             push_image(self.client, tag, progress=self.progress)
         return tag
 
-    def _replicas(self, name: str | None = None, version: str | None = None) -> list[Any]:
+    def model_containers(self, name: str | None = None, version: str | None = None) -> list[Any]:
+        """The docker SDK containers of the cluster's model replicas (any
+        state), optionally only those of model ``name`` and ``version``."""
         labels = {}
         if name is not None:
             labels[lb.MODEL_NAME] = name
         if version is not None:
             labels[lb.MODEL_VERSION] = version
-        return self._containers(lb.ROLE_MODEL, **labels)
+        return self._containers(lb.ROLE_MODEL, labels)
 
     def deploy_model(self, name: str, version: str, input_type: InputType | str, image: str,
                      num_replicas: int = 1) -> None:
@@ -412,7 +416,7 @@ class DockerContainerManager:
         self.set_num_replicas(name, version, input_type, image, num_replicas)
 
     def get_num_replicas(self, name: str, version: str) -> int:
-        return sum(1 for c in self._replicas(str(name), str(version))
+        return sum(1 for c in self.model_containers(str(name), str(version))
                    if c.status in lb.LIVE_STATES)
 
     def set_num_replicas(self, name: str, version: str, input_type: InputType | str, image: str,
@@ -431,7 +435,7 @@ class DockerContainerManager:
                                   value=num_replicas)
         kind = InputType.parse(input_type)
         info = self.info
-        existing = self._replicas(name, version)
+        existing = self.model_containers(name, version)
         dead = [c for c in existing if c.status not in lb.LIVE_STATES]
         self._remove(dead, graceful=False)
         live = sorted((c for c in existing if c.status in lb.LIVE_STATES),
@@ -491,7 +495,7 @@ class DockerContainerManager:
     def list_replicas(self) -> list[ReplicaStatus]:
         """Every model replica container, with the engine's restart count."""
         out = []
-        for c in self._replicas():
+        for c in self.model_containers():
             out.append(ReplicaStatus(
                 model_name=c.labels.get(lb.MODEL_NAME, ""),
                 model_version=c.labels.get(lb.MODEL_VERSION, ""),
@@ -515,10 +519,10 @@ class DockerContainerManager:
         """Remove every replica of each ``name -> [versions]``."""
         for name, versions in models.items():
             for version in versions:
-                self._remove(self._replicas(str(name), str(version)), graceful=False)
+                self._remove(self.model_containers(str(name), str(version)), graceful=False)
 
     def stop_all_model_containers(self) -> None:
-        self._remove(self._replicas(), graceful=False)
+        self._remove(self.model_containers(), graceful=False)
 
     def stop_all(self, graceful: bool = True) -> None:
         """Remove every container, the owned network and the volumes of the cluster."""

@@ -109,3 +109,10 @@ def test_plugin_offers_the_docker_manager() -> None:
     manager = backend.factory(cluster_name="from-plugin", clipper_query_port=1)
     assert type(manager).__name__ == "DockerContainerManager"
     assert manager.cluster_name == "from-plugin"
+
+
+def test_centralized_logging_is_accepted_with_a_warning() -> None:
+    from clipper_docker.manager import DockerContainerManager
+
+    with pytest.warns(UserWarning, match="use_centralized_log"):
+        DockerContainerManager(cluster_name="warns", use_centralized_log=True)

@@ -44,7 +44,7 @@ class TestDockerContract(ContainerManagerContract):
     def kill_replica(self, cluster: ClipperConnection,
                      kill_main_process: Callable[[Any], None]) -> Callable[[str, str], None]:
         def kill(name: str, version: str) -> None:
-            running = [c for c in cluster.cm._replicas(name, version) if c.status == "running"]
+            running = [c for c in cluster.cm.model_containers(name, version) if c.status == "running"]
             assert running, f"no running replica of {name}:{version}"
             kill_main_process(running[0])
         return kill
@@ -55,7 +55,7 @@ def test_replica_containers_are_labelled(cluster: ClipperConnection,
     """Sanity check that the contract ran against containers, not something else."""
     cluster.deploy_model("labelled", "3", "doubles", docker_model_image)
     try:
-        (container,) = cluster.cm._replicas("labelled", "3")
+        (container,) = cluster.cm.model_containers("labelled", "3")
         assert container.labels[lb.CLUSTER] == cluster.cm.cluster_name
         assert container.labels[lb.ROLE] == lb.ROLE_MODEL
         assert container.labels[lb.MODEL_IMAGE] == docker_model_image

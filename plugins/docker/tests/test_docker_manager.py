@@ -191,7 +191,7 @@ def test_killed_container_restarts_and_reports_restart_count(
     name = unique("crash")
     cluster.deploy_model(name, "1", "doubles", docker_model_image)
     try:
-        (container,) = cluster.cm._replicas(name, "1")
+        (container,) = cluster.cm.model_containers(name, "1")
         kill_main_process(container)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -236,18 +236,24 @@ def test_failed_start_reports_logs_and_leaves_nothing(make_manager: Callable[...
         "containers": [], "networks": [], "volumes": []}
 
 
-def test_host_networking_and_stop_all_leaves_nothing(make_manager: Callable[..., Any],
-                                                     docker_client: Any) -> None:
+def test_host_networking_with_two_query_frontends(make_manager: Callable[..., Any],
+                                                  docker_client: Any) -> None:
     name = unique("host")
     conn = ClipperConnection(make_manager(name, docker_network="host"))
     try:
-        conn.start_clipper()
-        assert conn.cm.info.host_network
+        conn.start_clipper(num_frontend_replicas=2)
+        info = conn.cm.info
+        assert info.host_network and len(info.frontends) == 2
         create_endpoint(conn, "double", "doubles", lambda xs: [2 * x[0] for x in xs])
         assert wait_output(conn, "double", [21.0], 42.0)["default"] is False
+        # the replica serves the second frontend too (CLIPPER_FRONTENDS lists both)
+        second_port = info.query_endpoints[1][0]
+        resp = httpx.post(f"http://localhost:{second_port}/double/predict",
+                          json={"input": [4.0]}, timeout=10).json()
+        assert resp["output"] == 8.0 and resp["default"] is False, resp
         running = docker_client.containers.list(filters={"label": f"{lb.CLUSTER}={name}"})
         assert all(c.attrs["HostConfig"]["NetworkMode"] == "host" for c in running)
-        assert len(running) == 4
+        assert len(running) == 5
     finally:
         conn.stop_all()
     assert cluster_resources(docker_client, name) == {
