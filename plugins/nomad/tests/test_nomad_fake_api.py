@@ -175,7 +175,7 @@ def test_restart_policy_then_failure_with_task_events(fake_nomad):
     n = client(fake_nomad)
     crash = raw_task(["-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"],
                      name="crash")
-    n.jobs.register_job({"Job": job("crash", crash, ports=(), min_healthy=30 * SECOND)})
+    n.jobs.register_job({"Job": job("crash", crash, ports=(), min_healthy=20 * SECOND)})
     alloc = wait_for(lambda: next((a for a in n.job.get_allocations("crash")
                                    if a["ClientStatus"] == "failed"), None), 20, "failure")
     state = alloc["TaskStates"]["crash"]
