@@ -361,8 +361,9 @@ class LocalProcessContainerManager:
         """Start or stop replicas of name:version until ``num_replicas`` run.
 
         New replicas get the lowest free index; the highest indices stop first.
-        Waits (up to ``replica_timeout``) for new replicas to connect, and raises
-        ContainerError with the log tail if one crashes on start."""
+        Waits (up to ``replica_timeout``) for new replicas to connect; if one
+        crashes on start, stops the replicas this call started and raises
+        ContainerError with the crash's log tail."""
         name, version = str(name), str(version)
         if isinstance(num_replicas, bool) or not isinstance(num_replicas, int) or num_replicas < 0:
             raise ContainerError("num_replicas must be a non-negative integer",
@@ -390,7 +391,11 @@ class LocalProcessContainerManager:
             used.add(index)
             started.append(self._start_replica(table, config, name, version, itype, artifact,
                                                image, index))
-        self._wait_replicas(table, name, version, started)
+        try:
+            self._wait_replicas(table, name, version, started)
+        except ContainerError:
+            table.stop(started, timeout=2.0)  # do not leave a crash loop behind
+            raise
 
     def _start_replica(self, table: ProcessTable, config: ClusterConfig, name: str, version: str,
                        itype: InputType, artifact: Artifact, image: str, index: int) -> str:

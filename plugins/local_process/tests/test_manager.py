@@ -192,6 +192,8 @@ def test_a_model_that_cannot_load_fails_the_deploy_with_its_traceback(cluster, t
     (model / "predict.py").write_text("raise RuntimeError('weights are missing')\n")
     with pytest.raises(ContainerError, match="weights are missing"):
         cluster.build_and_deploy_model("broken", 1, "doubles", str(model), "default")
+    assert [r for r in cluster.cm.list_replicas() if r.model_name == "broken"] == []
+    assert cluster.get_model_info("broken", 1) is None
 
 
 def test_several_query_frontends_behind_one_address(tmp_path):
