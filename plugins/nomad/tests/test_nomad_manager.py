@@ -206,3 +206,28 @@ def test_static_addresses_and_an_external_redis(fake_nomad: FakeNomad, tmp_path:
     finally:
         conn.stop_all()
     assert fake_nomad.pids() == []
+
+
+def test_namespace_scopes_jobs_replicas_and_logs(fake_nomad: FakeNomad, tmp_path: Path,
+                                                 sum_model_dir: Path) -> None:
+    """Without frontends a replica still runs (it keeps trying to connect)."""
+    in_ml = NomadContainerManager(**fast_options(fake_nomad, tmp_path, "ns", namespace="ml",
+                                                 region="global"))
+    default = NomadContainerManager(**fast_options(fake_nomad, tmp_path, "ns"))
+    image = in_ml.build_model("sum", "1", str(sum_model_dir), "ignored")
+    try:
+        in_ml.deploy_model("sum", "1", "doubles", image, num_replicas=2)
+        assert len(fake_nomad.job_allocations("clipper-ns-model-sum.1", namespace="ml")) == 2
+        assert fake_nomad.job_allocations("clipper-ns-model-sum.1") == []
+        assert [r.status for r in in_ml.list_replicas()] == ["running", "running"]
+        assert default.list_replicas() == [] and default.get_num_replicas("sum", "1") == 0
+        assert in_ml.get_num_replicas("sum", "1") == 2
+        paths = in_ml.get_logs(str(tmp_path / "logs"))
+        assert len(paths) == 2 and all("==> stderr <==" in Path(p).read_text() for p in paths)
+        assert any("namespace=ml" in path and "region=global" in path
+                   for _, path in fake_nomad.requests)
+        in_ml.stop_models({"sum": ["1"]})
+        assert in_ml.list_replicas() == []
+        assert fake_nomad.jobs == {}
+    finally:
+        in_ml.stop_all()
