@@ -328,8 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     if need_sklearn:
         import numpy as np
 
+        import warnings
+
         log("training the sklearn model (fixed seed) for the output checks")
-        model = workloads.train_sklearn()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = workloads.train_sklearn()
         args.sklearn_expected = int(model.predict(np.asarray(
             [workloads.example_input(workloads.SKLEARN_FEATURES)]))[0])
     results: dict[str, Any] = {

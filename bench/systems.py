@@ -229,7 +229,8 @@ class Clipper(System):
 
     def processes(self) -> list[Any]:
         """The local_process manager's process table (name, pid, supervisor pid)."""
-        return list(self.cm._table().list())
+        table = self.cm._table()
+        return list(table.select() if hasattr(table, "select") else table.list())
 
     def pids(self) -> dict[str, int]:
         out = {}
@@ -314,12 +315,15 @@ class ProcessSystem(System):
     def env(self) -> dict[str, str]:
         return {**os.environ, **QUIET_ENV, "PYTHONUNBUFFERED": "1"}
 
+    def cwd(self) -> Path:
+        return self.workdir
+
     def start(self) -> None:
         self.port = free_port()
         t0 = time.perf_counter()
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         env=self.env(), cwd=self.workdir,
+                                         env=self.env(), cwd=self.cwd(),
                                          start_new_session=True)
         try:
             wait_http(f"http://{self.host}:{self.port}{self.health_path}", self.start_timeout,
@@ -335,8 +339,23 @@ class ProcessSystem(System):
         """Hook: wait for the models after the health check passed."""
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
+        """Stop the process group, then any descendant that left it (by pid)."""
+        if self.proc is None:
+            return
+        import psutil
+
+        try:
+            kids = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            kids = []
+        stop_process(self.proc)
+        for k in kids:
+            with contextlib.suppress(psutil.Error):
+                k.terminate()
+        _, alive = psutil.wait_procs(kids, timeout=10)
+        for k in alive:
+            with contextlib.suppress(psutil.Error):
+                k.kill()
 
     def pids(self) -> dict[str, int]:
         if self.proc is None:
