@@ -247,8 +247,11 @@ def test_a_crashed_cluster_can_be_started_again(tmp_path):
             os.kill(info.supervisor_pid, signal.SIGKILL)
         wait_until(lambda: not any(p.alive for p in conn.cm._table().select()), 10,
                    "the supervisors to be gone")
+        with pytest.raises(ClipperException, match="is not answering at"):
+            ClipperConnection(LocalProcessContainerManager(**options)).connect()
         again = ClipperConnection(LocalProcessContainerManager(**options))
-        again.start_clipper()
+        with pytest.warns(UserWarning, match="ignoring image 'custom/query:1'"):
+            again.start_clipper(query_frontend_image="custom/query:1")
         assert again.get_all_apps() == []  # a new cluster starts empty
     finally:
         conn.stop_all()
