@@ -20,17 +20,16 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 
-from fakes.k8s_api import FakeKubernetes  # noqa: E402
-from fakes.process_pods import ImageSpec, ImageTable  # noqa: E402
-
 from clipper_k8s.manager import (  # noqa: E402
     MGMT_FRONTEND_IMAGE,
     QUERY_FRONTEND_IMAGE,
     REDIS_IMAGE,
 )
+from fakes.k8s_api import FakeKubernetes  # noqa: E402
+from fakes.process_pods import ImageSpec, ImageTable  # noqa: E402
 
 __all__ = ["FakeKubernetes", "ImageSpec", "ImageTable", "base_images", "manager_options",
-           "MODEL_IMAGE", "SUM_MODEL"]
+           "MODEL_IMAGE", "SUM_MODEL", "validate_received"]
 
 #: The image name tests deploy; the image table maps it to a model directory.
 MODEL_IMAGE = "registry.test/sum-model:1"
@@ -65,6 +64,20 @@ def manager_options(kube: FakeKubernetes, cluster: str, **extra: Any) -> dict[st
                                    progress=lambda _line: None)
     options.update(extra)
     return options
+
+
+def validate_received(kube: FakeKubernetes) -> int:
+    """Validate every object body the fake received (POST, PUT) against the
+    real schemas, strictly, as sent; return how many."""
+    import kubernetes_validate
+
+    checked = 0
+    for verb, _path, body in kube.received:
+        if verb not in ("POST", "PUT") or not isinstance(body, dict) or "kind" not in body:
+            continue
+        kubernetes_validate.validate(body, kube.k8s_version, strict=True)
+        checked += 1
+    return checked
 
 
 def model_dir(root: Path, source: str = SUM_MODEL) -> Path:

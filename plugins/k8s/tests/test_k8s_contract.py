@@ -8,12 +8,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from clipper_k8s.manager import KubernetesContainerManager
 
 from clipper_core.connection import ClipperConnection
 from clipper_core.testing.container_manager import PREDICT_PY, ContainerManagerContract
-from clipper_k8s.manager import KubernetesContainerManager
 
-from .conftest import FakeKubernetes, ImageSpec, base_images, manager_options
+from .conftest import (
+    FakeKubernetes,
+    ImageSpec,
+    base_images,
+    manager_options,
+    validate_received,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -37,6 +43,8 @@ class TestKubernetesContract(ContainerManagerContract):
         finally:
             fake.stop()
         assert fake.pod_pids() == [], "the fake left pod processes running"
+        # everything the manager sent during the suite is valid as sent
+        assert validate_received(fake) > 5
 
     @pytest.fixture(scope="class")
     def clipper_conn(self, kube: FakeKubernetes) -> Iterator[ClipperConnection]:

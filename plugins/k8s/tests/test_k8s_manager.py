@@ -14,16 +14,15 @@ from typing import Any
 
 import attrs
 import httpx
-import kubernetes_validate
 import pytest
-
-from clipper_core.connection import ClipperConnection
-from clipper_core.errors import ClipperException, ClusterStartError, ContainerError
-from clipper_core.testing.container_manager import unique_name, wait_for
 from clipper_k8s import names
 from clipper_k8s.manager import KubernetesContainerManager
 
-from .conftest import MODEL_IMAGE, FakeKubernetes, manager_options
+from clipper_core.connection import ClipperConnection
+from clipper_core.errors import ClipperException, ClusterStartError, ContainerError
+from clipper_core.testing.container_manager import wait_for
+
+from .conftest import MODEL_IMAGE, FakeKubernetes, manager_options, validate_received
 
 pytestmark = pytest.mark.redis
 
@@ -52,17 +51,6 @@ def predict(addr: str, app: str, x: list[float]) -> dict[str, Any]:
 def answered(addr: str, app: str, x: list[float]) -> dict[str, Any] | None:
     resp = predict(addr, app, x)
     return None if resp["default"] else resp
-
-
-def assert_bodies_valid(kube: FakeKubernetes) -> int:
-    """Every body the fake received validates against the real schemas."""
-    checked = 0
-    for verb, path, body in kube.received:
-        if verb not in ("POST", "PUT") or not isinstance(body, dict) or "kind" not in body:
-            continue
-        kubernetes_validate.validate(body, kube.k8s_version, strict=True)
-        checked += 1
-    return checked
 
 
 def test_two_frontends_nodeport_token_and_own_namespace(kube: FakeKubernetes) -> None:
@@ -114,7 +102,7 @@ def test_two_frontends_nodeport_token_and_own_namespace(kube: FakeKubernetes) ->
     assert cluster_objects(kube, cluster) == []
     assert kube.store.get("namespaces", "", "clipper-ns") is None
     wait_for(lambda: kube.pod_pids() == [], 10, "every pod process to end")
-    assert assert_bodies_valid(kube) >= 8
+    assert validate_received(kube) >= 8
 
 
 def test_load_balancer_and_external_redis(kube: FakeKubernetes, tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-
-from clipper_core.errors import ValidationError
 from clipper_k8s import manifests, names
 from clipper_k8s.manager import (
     MGMT_FRONTEND_IMAGE,
@@ -21,6 +19,8 @@ from clipper_k8s.manager import (
     KubernetesContainerManager,
 )
 from clipper_k8s.rbac import rbac_manifests, rbac_yaml
+
+from clipper_core.errors import ValidationError
 
 from .conftest import FakeKubernetes
 
