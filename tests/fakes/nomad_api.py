@@ -191,7 +191,6 @@ class FakeNomad:
         self._cond = threading.Condition(threading.RLock())
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
-        self._closing = False
 
     # -- lifecycle ---------------------------------------------------------
     @property
@@ -213,16 +212,18 @@ class FakeNomad:
         return self
 
     def stop(self) -> None:
-        self._closing = True
+        """Stop every allocation (tasks get their kill timeout, then SIGKILL),
+        then the HTTP server."""
         with self._cond:
             allocs = list(self.allocs.values())
         for alloc in allocs:
             self._stop_alloc(alloc, "agent shutting down")
-        for alloc in allocs:
+        deadline = time.monotonic() + 15
+        for t in list(self._threads):
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+        for alloc in allocs:  # anything a stuck task thread left behind
             for task in alloc.tasks.values():
                 _kill(task.proc, 0.0)
-        for t in list(self._threads):
-            t.join(timeout=5)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
