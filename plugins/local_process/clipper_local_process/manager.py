@@ -87,8 +87,8 @@ class LocalProcessContainerManager:
         self.management_port = int(clipper_management_port)
         self.rpc_port = int(clipper_rpc_port)
         self.prometheus_port = int(prometheus_port)
-        self.state_dir = Path(state_dir).expanduser() if state_dir else default_state_dir(
-            self.cluster_name)
+        self.state_dir = (Path(state_dir) if state_dir else default_state_dir(
+            self.cluster_name)).expanduser().resolve()
         self.store_url = store_url
         self.host = host
         self.admin_token = admin_token
