@@ -383,8 +383,9 @@ class LocalProcessContainerManager:
         artifact = Artifact.load(image)
         itype = InputType.parse(input_type)
         used = {int(p.labels.get("index", "0")) for p in by_index}
-        started = []
+        started: list[str] = []
         index = 0
+        self.progress(f"Starting {num_replicas - len(used)} replica(s) of {name}:{version}")
         while len(used) < num_replicas:
             while index in used:
                 index += 1
@@ -443,6 +444,7 @@ class LocalProcessContainerManager:
                         and r.model_name == name and r.model_version == version}
                     for f in frontends}
             if all(len(ids) >= want for ids in seen.values()):
+                self.progress(f"{want} replica(s) of {name}:{version} connected")
                 return
             time.sleep(0.1)
         log.warning("replicas of %s:%s did not all connect within %.0fs", name, version,
