@@ -204,7 +204,7 @@ def _python_config(s: JobSettings, image: str | None, module: str,
     any image with Python and clipper-core installed works) or on the host."""
     if s.driver == "docker":
         return {"image": image, "network_mode": "host",
-                "entrypoint": ["python", "-m", module], "args": args}
+                "entrypoint": ["python3", "-m", module], "args": args}
     return {"command": s.python, "args": ["-m", module, *args]}
 
 

@@ -69,7 +69,7 @@ def test_frontends_and_health_checks() -> None:
     assert checks["clipper-c1-query"]["Path"] == "/healthz"
     assert checks["clipper-c1-query-rpc"]["Type"] == "tcp"
     task = group["Tasks"][0]
-    assert task["Config"]["entrypoint"] == ["python", "-m", "clipper_frontends.query"]
+    assert task["Config"]["entrypoint"] == ["python3", "-m", "clipper_frontends.query"]
     assert "--cache-size" in task["Config"]["args"]
     mgmt = jobs.mgmt_job(s, "m:1", "redis://r:1/0?prefix=c1")
     svc = mgmt["TaskGroups"][0]["Services"][0]

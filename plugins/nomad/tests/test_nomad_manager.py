@@ -15,7 +15,13 @@ from clipper_nomad.manager import NomadContainerManager
 from nomad_helpers import FakeNomad, ImageSpec, fast_options
 
 from clipper_core.connection import ClipperConnection
-from clipper_core.errors import ClipperException, ClusterStartError, ContainerError, ValidationError
+from clipper_core.errors import (
+    BuildError,
+    ClipperException,
+    ClusterStartError,
+    ContainerError,
+    ValidationError,
+)
 from clipper_core.interfaces import ContainerManager
 from clipper_core.plugins import get_container_manager
 from clipper_core.testing.container_manager import wait_for
@@ -55,6 +61,19 @@ def test_the_plugin_offers_the_nomad_manager() -> None:
 def test_bad_options_are_validation_errors(options: dict, match: str) -> None:
     with pytest.raises(ValidationError, match=match):
         NomadContainerManager(**{"nomad_address": "http://127.0.0.1:9", **options})
+
+
+def test_raw_exec_build_copies_the_model_and_refuses_packages(tmp_path: Path,
+                                                              sum_model_dir: Path) -> None:
+    manager = NomadContainerManager("b", nomad_address="http://127.0.0.1:9", driver="raw_exec",
+                                    build_dir=str(tmp_path / "builds"))
+    path = Path(manager.build_model("sum", 2, str(sum_model_dir), "ignored"))
+    assert path == tmp_path / "builds" / "sum" / "2"
+    assert (path / "predict.py").read_text() == (sum_model_dir / "predict.py").read_text()
+    with pytest.raises(BuildError, match="cannot install packages"):
+        manager.build_model("sum", "3", str(sum_model_dir), "ignored", None, ["numpy"])
+    with pytest.raises(BuildError, match="does not exist"):
+        manager.build_model("sum", "4", str(tmp_path / "nowhere"), "ignored")
 
 
 def test_unreachable_nomad_is_a_container_error() -> None:
