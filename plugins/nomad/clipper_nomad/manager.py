@@ -126,6 +126,7 @@ class NomadContainerManager:
             check_timeout_s=check_interval_s, min_healthy_time_s=min_healthy_time_s,
             model_min_healthy_time_s=model_min_healthy_time_s)
         self._client: Any = None
+        self._requesters: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return (f"NomadContainerManager(cluster_name={self.cluster_name!r}, "
@@ -168,14 +169,24 @@ class NomadContainerManager:
             raise ContainerError(f"Cannot reach Nomad at {self.nomad_address} ({what}): "
                                  f"{resp or exc}", what=what) from None
 
+    def _requester(self, endpoint: str) -> Any:
+        """A python-nomad requester for ``/v1/<endpoint>``, sharing the client's
+        settings (address, token, region, namespace, TLS) and HTTP session."""
+        from nomad.api.base import Requester
+
+        if endpoint not in self._requesters:
+            settings = dict(self.client.requester_settings)
+            settings["session"] = self.client.job.session
+            requester = Requester(**settings)
+            requester.ENDPOINT = endpoint
+            self._requesters[endpoint] = requester
+        return self._requesters[endpoint]
+
     def _request(self, endpoint: str, *path: str, method: str = "get",
                  params: dict[str, Any] | None = None, json: Any = None) -> Any:
         """Paths python-nomad has no method for (``/v1/service``, ``/v1/job/x/scale``),
         sent with python-nomad's own requester and settings."""
-        from nomad.api.base import Requester
-
-        requester = Requester(**self.client.requester_settings)
-        requester.ENDPOINT = endpoint
+        requester = self._requester(endpoint)
         params = dict(params or {})
         if self.namespace and endpoint == "service":
             params.setdefault("namespace", self.namespace)
@@ -204,10 +215,7 @@ class NomadContainerManager:
                            wait_s: float) -> tuple[list[dict[str, Any]], int]:
         """A blocking query: the job's allocations once Nomad's index passes
         ``index`` (or after ``wait_s``), and the new index."""
-        from nomad.api.base import Requester
-
-        requester = Requester(**self.client.requester_settings)
-        requester.ENDPOINT = "job"
+        requester = self._requester("job")
         wait = max(0.05, wait_s)
         try:
             resp = self._call(f"watch allocations of {job_id}", requester.request, job_id,
