@@ -240,9 +240,24 @@ class QueryFrontend:
             with contextlib.suppress(Exception):
                 self._unwatch()
         self.rpc.close()
+        if self.store is not None and self._loop is not None:
+            # Shared stores outlive this process: its replicas are no longer
+            # served here, so their records must not stay "connected".
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._loop.run_in_executor(None, self._forget_replicas), 3.0)
         if self.store is not None and isinstance(self._store_arg, str):
             with contextlib.suppress(Exception):
                 self.store.close()
+
+    def _forget_replicas(self) -> None:
+        """Delete this frontend's replica records (executor thread, at shut-down)."""
+        store = self.store
+        assert store is not None
+        for rec in store.list_replicas():
+            if rec.frontend == self.frontend_id:
+                store.delete_replica(rec.model_name, rec.model_version, rec.replica_id,
+                                     rec.frontend)
 
     def _schedule_reload(self) -> None:
         assert self._loop is not None
