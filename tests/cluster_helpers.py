@@ -92,11 +92,26 @@ class Cluster:
             "-m", "clipper_frontends.management", "--store", self.store_url,
             "--host", "127.0.0.1", "--port", str(self.admin_port), "--log-level", "warning"])
         for fe in self.frontends:
-            fe.proc = self._spawn(fe.id, [
-                "-m", "clipper_frontends.query", "--store", self.store_url,
-                "--host", "127.0.0.1", "--port", str(fe.port), "--rpc-host", "127.0.0.1",
-                "--rpc-port", str(fe.rpc_port), "--frontend-id", fe.id,
-                "--replica-silence-s", "5"])
+            self._spawn_frontend(fe)
+
+    def _spawn_frontend(self, fe: Frontend) -> None:
+        fe.proc = self._spawn(f"{fe.id}-{len(self._logs)}", [
+            "-m", "clipper_frontends.query", "--store", self.store_url,
+            "--host", "127.0.0.1", "--port", str(fe.port), "--rpc-host", "127.0.0.1",
+            "--rpc-port", str(fe.rpc_port), "--frontend-id", fe.id,
+            "--replica-silence-s", "5"])
+
+    def stop_frontend(self, fe: Frontend) -> None:
+        """Stop a query frontend gracefully (SIGTERM) and wait for it to exit."""
+        assert fe.proc is not None
+        fe.proc.send_signal(signal.SIGTERM)
+        fe.proc.wait(15)
+
+    def start_frontend(self, fe: Frontend, timeout: float = 30.0) -> None:
+        """(Re)start a query frontend on its ports and id; wait for ``/readyz``."""
+        self._spawn_frontend(fe)
+        wait_until(lambda: self._frontend_ready(fe), timeout=timeout, interval=0.1,
+                   what=f"query frontend {fe.id} /readyz")
 
     def wait_up(self, timeout: float = 30.0) -> None:
         """Until every process of the cluster answers HTTP (any status)."""

@@ -328,6 +328,35 @@ def test_replica_changes_during_an_outage_reach_the_store_on_return(
         store.close()
 
 
+def test_query_frontend_restart(cluster: Cluster, redis_server: RedisServer) -> None:
+    """One frontend stops: it takes its replica records with it and the other
+    serves on; back on its ports, it loads the configuration from Redis and
+    the replica serves it again."""
+    fe0, fe1 = cluster.frontends
+    replica_id = _output(fe0, "echo", [time.monotonic()])["replica"]
+
+    def records() -> list[tuple[str, str]]:
+        store = open_store(f"{redis_server.url}?prefix=cluster-a")
+        try:
+            return sorted((r.replica_id, r.frontend) for r in store.list_replicas())
+        finally:
+            store.close()
+    assert records() == [(replica_id, fe0.id), (replica_id, fe1.id)]
+
+    cluster.stop_frontend(fe1)
+    assert records() == [(replica_id, fe0.id)]
+    for i in range(20):
+        assert _output(fe0, "echo", [float(i), time.monotonic()])["replica"] == replica_id
+
+    cluster.start_frontend(fe1)
+    # Apps registered before the restart, by REST, are known from the store.
+    assert fe1.predict("outage", {"input": [1.0]}).status_code == 200
+    wait_until(lambda: fe1.connected("who") == 1, timeout=10, what="the replica back on fe1")
+    assert _output(fe1, "echo", [time.monotonic()])["replica"] == replica_id
+    wait_until(lambda: records() == [(replica_id, fe0.id), (replica_id, fe1.id)], timeout=3,
+               what="fe1's replica record back")
+
+
 def test_key_prefixes_separate_clusters(cluster: Cluster, redis_server: RedisServer,
                                         tmp_path: Path) -> None:
     other = Cluster(tmp_path, f"{redis_server.url}?prefix=cluster-b", n_frontends=1, name="b")
