@@ -630,6 +630,9 @@ class ContainerRun:
     ready: bool = False
     been_ready: bool = False
     liveness_failures: int = 0
+    readiness_failures: int = 0
+    #: probe kind -> monotonic time it is next due
+    next_probe: dict[str, float] = attrs.Factory(dict)
     pull_error: str | None = None
     start_error: str | None = None
 
@@ -813,51 +816,70 @@ class PodRunner:
             return (obj.get("data") or {})[ref["key"]]
         raise KeyError(f"unsupported valueFrom {sorted(source)}")
 
+    def _due(self, run: ContainerRun, kind: str, probe: Obj) -> bool:
+        """Whether ``kind``'s probe is due (``periodSeconds`` in compressed time)."""
+        now = time.monotonic()
+        period = max(self.kube.probe_interval,
+                     float(probe.get("periodSeconds", 10)) * self.kube.time_scale)
+        if now < run.next_probe.get(kind, 0.0):
+            return False
+        run.next_probe[kind] = now + period
+        return True
+
     def _probe(self, run: ContainerRun) -> None:
         proc = run.process
         assert proc is not None
         state = proc.state
         if state.state != "running" or state.started_at is None:
             run.ready = False
+            run.readiness_failures = 0
+            run.next_probe.clear()
             return
         age = time.time() - state.started_at
         scale = self.kube.time_scale
+        fp = f"spec.containers{{{run.name}}}"
         readiness = run.spec.get("readinessProbe")
         if readiness is None:
-            ready = True
+            run.ready = True
         elif age < readiness.get("initialDelaySeconds", 0) * scale:
-            ready = False
-        else:
-            ready, message = self._check(run, readiness)
-            if not ready and run.been_ready:
-                self._event("Unhealthy", f"Readiness probe failed: {message}", "Warning",
-                            field_path=f"spec.containers{{{run.name}}}")
-            elif not ready and age > 2.0 and int(age * 4) % 8 == 0:
-                self._event("Unhealthy", f"Readiness probe failed: {message}", "Warning",
-                            field_path=f"spec.containers{{{run.name}}}")
-        run.ready = ready
-        run.been_ready = run.been_ready or ready
+            run.ready = False
+        elif self._due(run, "readiness", readiness):
+            ok, message = self._check(run, readiness)
+            if ok:
+                run.readiness_failures = 0
+                run.ready = True
+            else:
+                run.readiness_failures += 1
+                # a ready container turns unready after failureThreshold failures
+                if not run.ready or \
+                        run.readiness_failures >= readiness.get("failureThreshold", 3):
+                    run.ready = False
+                if run.been_ready or run.readiness_failures % 10 == 5:
+                    self._event("Unhealthy", f"Readiness probe failed: {message}", "Warning",
+                                field_path=fp)
+        run.been_ready = run.been_ready or run.ready
         liveness = run.spec.get("livenessProbe")
         # Liveness counts only once the container was ready (a startup probe in
         # effect): compressed time would otherwise kill slow starters.
         if liveness is not None and run.been_ready and \
-                age >= liveness.get("initialDelaySeconds", 0) * scale:
+                age >= liveness.get("initialDelaySeconds", 0) * scale and \
+                self._due(run, "liveness", liveness):
             alive, message = self._check(run, liveness)
             if alive:
                 run.liveness_failures = 0
             else:
                 run.liveness_failures += 1
                 self._event("Unhealthy", f"Liveness probe failed: {message}", "Warning",
-                            field_path=f"spec.containers{{{run.name}}}")
+                            field_path=fp)
                 if run.liveness_failures >= liveness.get("failureThreshold", 3):
                     run.liveness_failures = 0
                     run.been_ready = False
                     self._event("Killing", f"Container {run.name} failed liveness probe, "
-                                "will be restarted", field_path=f"spec.containers{{{run.name}}}")
+                                "will be restarted", field_path=fp)
                     threading.Thread(target=proc.kill_and_restart, daemon=True).start()
 
     def _check(self, run: ContainerRun, probe: Obj) -> tuple[bool, str]:
-        timeout = min(float(probe.get("timeoutSeconds", 1)), 1.0)
+        timeout = min(float(probe.get("timeoutSeconds", 1)), 2.0)
         if "httpGet" in probe:
             get = probe["httpGet"]
             port = self.local_port(get["port"])
