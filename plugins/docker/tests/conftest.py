@@ -11,6 +11,7 @@ The tests read what ``.ci/docker-env.sh`` exports: ``CLIPPER_TEST_BASE_IMAGE``
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import uuid
@@ -24,10 +25,19 @@ from clipper_core.connection import ClipperConnection
 
 
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on all interfaces right now, below the kernel's
+    ephemeral range (docker publishes on 0.0.0.0, and a port from the
+    ephemeral range may be taken by an outgoing connection before the
+    container binds it)."""
+    for _ in range(500):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @pytest.fixture(scope="session")
