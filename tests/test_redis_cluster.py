@@ -3,7 +3,8 @@
 Real processes only: a throw-away ``redis-server`` with AOF persistence, a
 management frontend, two query frontends and a model replica that serves
 both (``CLIPPER_FRONTENDS``), all over loopback.  The tests run in file
-order on one module-scoped cluster; each leaves the cluster healthy.
+order on one module-scoped cluster (later ones rely on apps and replicas
+that earlier ones registered); each leaves Redis and the cluster running.
 """
 
 from __future__ import annotations
@@ -117,10 +118,11 @@ def test_two_frontends_serve_one_app_with_one_replica(cluster: Cluster,
     # Each frontend recorded its own connection of r0 in the shared store ...
     store = open_store(f"{redis_server.url}?prefix=cluster-a")
     try:
-        seen = wait_until(lambda: sorted(r.frontend for r in store.list_replicas()
-                                         if r.replica_id == "r0" and r.connected) or None,
-                          timeout=5, what="replica records of both frontends")
-        assert seen == sorted(fe.id for fe in cluster.frontends)
+        def recorded_by() -> list[str]:
+            return sorted(r.frontend for r in store.list_replicas()
+                          if r.replica_id == "r0" and r.connected)
+        wait_until(lambda: recorded_by() == sorted(fe.id for fe in cluster.frontends),
+                   timeout=5, what="replica records of r0 by both frontends")
     finally:
         store.close()
     # ... and the management API shows the one replica once.
@@ -165,7 +167,8 @@ def test_redis_restart_loses_nothing(cluster: Cluster, redis_server: RedisServer
     assert [m["model_version"] for m in before["models"]
             if m["model_name"] == "multi" and m["is_current_version"]] == ["2"]
     for fe in cluster.frontends:
-        assert fe.metrics()["store"]["revision"] == before_snapshot.revision
+        wait_until(lambda fe=fe: fe.metrics()["store"]["revision"] == before_snapshot.revision,
+                   timeout=LIVE_WITHIN, what=f"{fe.id} at revision {before_snapshot.revision}")
 
     redis_server.restart()  # --save "" : only the append-only file can bring data back
 
@@ -230,7 +233,6 @@ def test_redis_down_during_load(cluster: Cluster, redis_server: RedisServer) -> 
 
         wait_until(lambda: load.count >= at_outage + 150, timeout=20,
                    what="150 requests during the outage")
-        during = load.statuses()
 
         redis_server.start()
         for fe in cluster.frontends:
@@ -252,7 +254,6 @@ def test_redis_down_during_load(cluster: Cluster, redis_server: RedisServer) -> 
     assert load.count >= 300, statuses
     assert not load.errors, load.errors[:5]
     assert statuses == {200: load.count}, statuses
-    assert during == {200: sum(during.values())}, during
     defaults = [d for _, d in load.results if d is not False]
     assert defaults == [], f"{len(defaults)} of {load.count} answers were default outputs"
 
@@ -319,7 +320,7 @@ def test_replica_changes_during_an_outage_reach_the_store_on_return(
         return [(c["model_name"], c["model_version"], c["model_replica_id"], c["connected"])
                 for c in cluster.admin_ok("get_all_containers", verbose=True)]
     wait_until(lambda: containers() == [("who", "1", "r1", True)], timeout=3,
-               what=f"the store to show r1 only (it shows {containers()})")
+               what="get_all_containers showing r1 only")
     store = open_store(f"{redis_server.url}?prefix=cluster-a")
     try:
         assert sorted((r.replica_id, r.frontend) for r in store.list_replicas()) == [
@@ -376,8 +377,15 @@ def test_key_prefixes_separate_clusters(cluster: Cluster, redis_server: RedisSer
                    timeout=LIVE_WITHIN, what="only-b live in cluster b")
         body = fe_b.predict("echo", {"input": [1.0]}).json()
         assert (body["output"], body["default"]) == ("from-b", True)
+        # An app registered in a while b runs is live in a only.
+        cluster.admin_ok("add_app", name="only-a", input_type="doubles", default_output="a",
+                         latency_slo_micros=100_000)
+        _wait_live(cluster, lambda fe: fe.predict("only-a", {"input": [1.0]})
+                   .status_code == 200, "app only-a")
         # Cluster a neither sees b's apps nor is its echo changed; b no a's.
         time.sleep(LIVE_WITHIN)
+        assert fe_b.predict("only-a", {"input": [1.0]}).status_code == 404
+        assert other.admin_ok("get_application", name="only-a") is None
         for fe in cluster.frontends:
             assert fe.predict("only-b", {"input": [1.0]}).status_code == 404
             assert _output(fe, "echo", [2.0])["replica"] in ("r0", "r1")
