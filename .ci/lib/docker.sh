@@ -64,7 +64,7 @@ _cdk_mirror() {
     local m
     m=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' \
         /etc/apt/sources.list.d/* /etc/apt/sources.list 2>/dev/null \
-        | awk '{print $2}' | head -n 1)
+        | awk '{print $2}' | head -n 1 || true)
     echo "${m:-http://deb.debian.org/debian}"
 }
 

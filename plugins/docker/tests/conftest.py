@@ -71,7 +71,7 @@ def registry() -> str:
 
 
 @pytest.fixture(scope="session")
-def project_images(docker_client: Any) -> Iterator[Any]:
+def project_images(docker_client: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """The project's images built from this checkout (cached layers make a
     rebuild after a code change take seconds).
 
@@ -85,14 +85,14 @@ def project_images(docker_client: Any) -> Iterator[Any]:
         python_base_image=os.environ.get("CLIPPER_TEST_BASE_IMAGE", "python:3.11-slim"),
         client=docker_client)
     registry = os.environ.get("CLIPPER_TEST_REGISTRY")
-    if registry:
+    wanted = any("registry_warm" in getattr(item, "fixturenames", ())
+                 for item in request.session.items)
+    if registry and wanted:
         _WARM["thread"] = threading.Thread(
             target=_push_base, args=(docker_client, images.model_base, registry),
             name="registry-warm", daemon=True)
         _WARM["thread"].start()
     yield images
-    if "thread" in _WARM:
-        _WARM["thread"].join(timeout=120)
 
 
 _WARM: dict[str, Any] = {}
