@@ -69,21 +69,25 @@ class PeerSystem(ProcessSystem):
     def ready(self) -> None:
         """Until noop answers (some peers load models after their health check)."""
         deadline = time.monotonic() + self.start_timeout
-        ep = self.endpoint("noop")
-        body = ep.body.prefix + "0.5,0.1,0.2,0.3" + ep.body.suffix
+        for scenario in self.scenarios:
+            self._wait_endpoint(scenario, deadline)
+
+    def _wait_endpoint(self, scenario: str, deadline: float) -> None:
+        ep = self.endpoint(scenario)
+        body = (ep.body.prefix + ",".join(["0.5"] * ep.body.width) + ep.body.suffix)
         while True:
             if self.proc is not None and self.proc.poll() is not None:
                 raise SystemError_(f"{self.name} exited with {self.proc.returncode}; log "
                                    f"tail:\n{self.log.read_text(errors='replace')[-1500:]}")
             try:
-                r = httpx.post(self.url("noop"), content=body,
+                r = httpx.post(self.url(scenario), content=body,
                                headers={"content-type": "application/json"}, timeout=10)
                 if r.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise SystemError_(f"{self.name}: noop did not answer within "
+                raise SystemError_(f"{self.name}: {scenario} did not answer within "
                                    f"{self.start_timeout:.0f}s; log tail:\n"
                                    f"{self.log.read_text(errors='replace')[-1500:]}")
             time.sleep(0.5)

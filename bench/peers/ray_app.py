@@ -53,7 +53,10 @@ def main() -> None:
                 y = int(self.model.predict(np.asarray([x], dtype=np.float64))[0])
             return {"output": y, "default": False}
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    bench_dir = os.environ.get("BENCH_DIR", os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+             runtime_env={"env_vars": {"PYTHONPATH": bench_dir, "OMP_NUM_THREADS": "1"}})
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     serve.run(Noop.bind(), name="noop", route_prefix="/noop/predict")
     serve.run(Sklearn.bind(True), name="sklearn", route_prefix="/sklearn/predict")
