@@ -8,6 +8,8 @@ from pathlib import Path
 
 import kubernetes
 import pytest
+from clipper_k8s.api import api_errors, build_api_client
+from clipper_k8s.manager import KubernetesContainerManager
 
 from clipper_core.errors import (
     BuildError,
@@ -17,8 +19,6 @@ from clipper_core.errors import (
     NotFoundError,
     ValidationError,
 )
-from clipper_k8s.api import api_errors, build_api_client
-from clipper_k8s.manager import KubernetesContainerManager
 
 from .conftest import FakeKubernetes
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,19 @@ from clipper_core.connection import ClipperConnection
 from clipper_core.errors import ClipperException, ClusterStartError, ContainerError
 from clipper_core.testing.container_manager import wait_for
 
-from .conftest import MODEL_IMAGE, FakeKubernetes, manager_options, validate_received
+from .conftest import (
+    MODEL_IMAGE,
+    FakeKubernetes,
+    ImageSpec,
+    base_images,
+    manager_options,
+    model_dir,
+    validate_received,
+)
 
 pytestmark = pytest.mark.redis
+
+CRASH_IMAGE = "registry.test/crash:1"
 
 #: Kinds (plural, namespaced) the manager may create.
 KINDS = (("deployments", True), ("services", True), ("pods", True), ("secrets", True),
@@ -141,56 +152,6 @@ def test_load_balancer_and_external_redis(kube: FakeKubernetes, tmp_path: Path) 
     assert cluster_objects(kube, "lb") == []
 
 
-def test_model_never_ready_names_deployment_and_events(kube: FakeKubernetes) -> None:
-    cm = KubernetesContainerManager(**manager_options(kube, "err", deploy_timeout=3.0))
-    cm.start_clipper()
-    try:
-        with pytest.raises(ContainerError) as info:
-            cm.deploy_model("ghost", "1", "doubles", "registry.test/missing:1", 1)
-        text = str(info.value)
-        assert "Deployment 'model-ghost-1-at-err'" in text
-        assert "did not become ready" in text
-        assert "ErrImagePull" in text or "ImagePullBackOff" in text
-        assert 'Failed to pull image "registry.test/missing:1"' in text
-        assert info.value.deployment == "model-ghost-1-at-err"
-        # the failed deployment is still the cluster's, and stop_all removes it
-        assert cm.get_num_replicas("ghost", "1") == 1
-    finally:
-        cm.stop_all()
-    assert cluster_objects(kube, "err") == []
-
-
-def test_crashing_model_reports_restarts(kube: FakeKubernetes, tmp_path: Path) -> None:
-    """A replica whose process dies is restarted in its pod: restarts counted,
-    and a deployment that never becomes ready says CrashLoopBackOff."""
-    from .conftest import ImageSpec
-
-    crash = tmp_path / "crash-model"
-    crash.mkdir()
-    (crash / "predict.py").write_text("raise SystemExit('this model cannot load')\n")
-    kube.images.add("registry.test/crash:1", ImageSpec.model(crash))
-    cm = KubernetesContainerManager(**manager_options(kube, "crash", deploy_timeout=60.0))
-    cm.start_clipper()
-    try:
-        cm.deploy_model("ok", "1", "doubles", MODEL_IMAGE, 1)
-        (replica,) = cm.list_replicas()
-        assert replica.restarts == 0
-        pid = kube.runners[("default", replica.handle)].containers[0].process.pid
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: cm.list_replicas()[0].restarts == 1, 20, "the restart to be counted")
-        wait_for(lambda: cm.list_replicas()[0].status == "running", 20, "the replica to run")
-        # a model that exits while loading: with minReadySeconds it never counts
-        # as available, and the error says why
-        cm.deploy_timeout = 8.0
-        cm.spec = attrs.evolve(cm.spec, min_ready_seconds=5)
-        with pytest.raises(ContainerError) as info:
-            cm.deploy_model("bad", "1", "doubles", "registry.test/crash:1", 1)
-        assert "model-bad-1-at-crash" in str(info.value)
-        assert "restarts" in str(info.value) or "CrashLoopBackOff" in str(info.value)
-    finally:
-        cm.stop_all()
-
-
 def test_start_errors(kube: FakeKubernetes) -> None:
     # a namespace that does not exist
     with pytest.raises(ClusterStartError, match="Namespace 'nowhere' does not exist"):
@@ -214,26 +175,94 @@ def test_start_errors(kube: FakeKubernetes) -> None:
     assert cluster_objects(kube, "badfront") == []
 
 
-def test_long_names_are_shortened_and_found(kube: FakeKubernetes) -> None:
-    cm = KubernetesContainerManager(**manager_options(kube, "long"))
-    cm.start_clipper()
-    try:
+class TestOneCluster:
+    """Model error paths and names on one cluster shared by the class."""
+
+    @pytest.fixture(scope="class")
+    def shared(self, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[tuple[FakeKubernetes, KubernetesContainerManager]]:
+        tmp = tmp_path_factory.mktemp("k8s-one")
+        images = base_images()
+        images.add(MODEL_IMAGE, ImageSpec.model(model_dir(tmp)))
+        crash = tmp / "crash-model"
+        crash.mkdir()
+        (crash / "predict.py").write_text("raise SystemExit('this model cannot load')\n")
+        images.add(CRASH_IMAGE, ImageSpec.model(crash))
+        kube = FakeKubernetes(images, workdir=tmp / "kube").start()
+        cm = KubernetesContainerManager(**manager_options(kube, "one"))
+        try:
+            cm.start_clipper()
+            yield kube, cm
+            cm.stop_all()
+            assert cluster_objects(kube, "one") == []
+        finally:
+            kube.stop()
+        assert kube.pod_pids() == []
+
+    def test_model_never_ready_names_deployment_and_events(self, shared: Any) -> None:
+        kube, cm = shared
+        cm.deploy_timeout = 3.0
+        with pytest.raises(ContainerError) as info:
+            cm.deploy_model("ghost", "1", "doubles", "registry.test/missing:1", 1)
+        text = str(info.value)
+        assert "Deployment 'model-ghost-1-at-one'" in text
+        assert "did not become ready" in text
+        assert "ErrImagePull" in text or "ImagePullBackOff" in text
+        assert 'Failed to pull image "registry.test/missing:1"' in text
+        assert info.value.deployment == "model-ghost-1-at-one"
+        # the failed deployment is still the cluster's, and stopping removes it
+        assert cm.get_num_replicas("ghost", "1") == 1
+        cm.deploy_timeout = 60.0
+        cm.stop_models({"ghost": ["1"]})
+        assert cm.get_num_replicas("ghost", "1") == 0
+
+    def test_crashing_model_reports_restarts(self, shared: Any) -> None:
+        """A replica whose process dies is restarted in its pod (restarts
+        counted); a model that exits while loading never counts as available
+        (minReadySeconds) and the error says why."""
+        kube, cm = shared
+        cm.deploy_timeout = 60.0
+        cm.deploy_model("ok", "1", "doubles", MODEL_IMAGE, 1)
+
+        def replica() -> Any:
+            (found,) = [r for r in cm.list_replicas() if r.model_name == "ok"]
+            return found
+        assert replica().restarts == 0
+        pid = kube.runners[("default", replica().handle)].containers[0].process.pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: replica().restarts == 1, 20, "the restart to be counted")
+        wait_for(lambda: replica().status == "running", 20, "the replica to run")
+        cm.deploy_timeout = 8.0
+        spec = cm.spec
+        cm.spec = attrs.evolve(spec, min_ready_seconds=5)
+        try:
+            with pytest.raises(ContainerError) as info:
+                cm.deploy_model("bad", "1", "doubles", CRASH_IMAGE, 1)
+        finally:
+            cm.spec = spec
+            cm.deploy_timeout = 60.0
+        assert "model-bad-1-at-one" in str(info.value)
+        assert "restarts" in str(info.value) or "CrashLoopBackOff" in str(info.value)
+        cm.stop_models({"ok": ["1"], "bad": ["1"]})
+
+    def test_long_names_are_shortened_and_found(self, shared: Any) -> None:
+        kube, cm = shared
         name, version = "m" * 60, "v" * 60
         cm.deploy_model(name, version, "doubles", MODEL_IMAGE, 1)
         (dep,) = [d for d in kube.store.list("deployments")
-                  if d["metadata"]["labels"].get(names.ROLE) == names.ROLE_MODEL]
+                  if d["metadata"]["labels"].get(names.MODEL_NAME) == name]
         assert len(dep["metadata"]["name"]) <= 63
-        assert dep["metadata"]["name"] == names.model("long", name, version)
-        other = KubernetesContainerManager(**manager_options(kube, "long"))
+        assert dep["metadata"]["name"] == names.model("one", name, version)
+        other = KubernetesContainerManager(**manager_options(kube, "one"))
         assert other.get_num_replicas(name, version) == 1
         other.set_num_replicas(name, version, "doubles", MODEL_IMAGE, 2)
         assert cm.get_num_replicas(name, version) == 2
-        assert len(cm.list_replicas()) == 2
+        assert len([r for r in cm.list_replicas() if r.model_name == name]) == 2
         paths = cm.get_logs(str(kube.workdir / "logs"))
         assert len(paths) == len(kube.store.list("pods"))
         assert any(Path(p).read_text() for p in paths)
-    finally:
-        cm.stop_all()
+        cm.stop_all_model_containers()
+        assert cm.list_replicas() == []
 
 
 def test_unreachable_api_server_is_a_container_error() -> None:
