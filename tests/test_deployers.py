@@ -81,7 +81,7 @@ def answer(conn: ClipperConnection, app: str, x: Any) -> Any:
         body = httpx.post(f"http://{conn.get_query_addr()}/{app}/predict", json={"input": x},
                           timeout=10).json()
         return body if not body["default"] else None
-    return wait_until(served, 20, f"{app} to answer")["output"]
+    return wait_until(served, 20, what=f"{app} to answer")["output"]
 
 
 def test_deploy_python_closure_registers_and_runs_the_function(conn):
@@ -115,7 +115,7 @@ def test_a_new_version_through_deploy_python_closure_takes_over(conn):
     assert answer(conn, "ver", [1]) == "v1"
     deploy_python_closure(conn, "ver", 2, "integers", lambda xs: ["v2" for _ in xs])
     assert conn.get_current_model_version("ver") == "2"
-    wait_until(lambda: answer(conn, "ver", [2]) == "v2", 20, "version 2 to answer")
+    wait_until(lambda: answer(conn, "ver", [2]) == "v2", 30, what="version 2 to answer")
 
 
 def test_create_endpoint_with_an_unpicklable_closure_registers_nothing(conn):
