@@ -25,7 +25,9 @@ plugin use, and it *really runs* every allocation's tasks as local processes:
   reserved ports as given), exported as ``NOMAD_PORT_<label>``,
   ``NOMAD_IP_<label>``, ``NOMAD_ADDR_<label>`` ...; ``${NOMAD_*}`` in args and
   env are interpolated; templates using ``nomadService`` ranges and ``env``
-  are rendered (``Envvars`` templates become environment variables).
+  are rendered (``Envvars`` templates become environment variables) and
+  re-rendered while the task runs: a change restarts it (``change_mode``
+  ``restart``, the default), outside the restart policy's budget.
 - Restart policies (attempts in interval, delay, mode fail/delay) with Nomad's
   task events; group services with provider ``nomad`` are registered with the
   allocation's address while it runs; http/tcp checks are run and, for jobs
@@ -33,8 +35,7 @@ plugin use, and it *really runs* every allocation's tasks as local processes:
   ``MinHealthyTime`` (``HealthCheck`` ``checks`` or ``task_states``).
 
 Not modelled: evaluations and deployments as objects, rescheduling of failed
-allocations, several nodes, re-rendering templates when services change,
-Consul.  Everything runs on one "node" at ``127.0.0.1``.
+allocations, several nodes, Consul, template change modes other than restart.  Everything runs on one "node" at ``127.0.0.1``.
 """
 
 from __future__ import annotations
@@ -504,15 +505,25 @@ class FakeNomad:
             return _local([*image.entrypoint, *args])
         raise _DriverError(f"missing drivers: {driver}")
 
-    def _render_templates(self, alloc: Allocation, task: dict[str, Any],
-                          env: dict[str, str]) -> None:
+    def _rendered(self, alloc: Allocation, task: dict[str, Any],
+                  env: dict[str, str]) -> list[str]:
+        """Each template of ``task`` rendered against the current services."""
         task_dir = alloc.dir / task["Name"]
+        out = []
         for tmpl in task.get("Templates") or ():
             text = tmpl.get("EmbeddedTmpl")
             if text is None:
                 text = (task_dir / tmpl["SourcePath"]).read_text()
             with self._cond:
-                rendered = _render(text, env, self._services_view(alloc.namespace))
+                out.append(_render(text, env, self._services_view(alloc.namespace)))
+        return out
+
+    def _render_templates(self, alloc: Allocation, task: dict[str, Any],
+                          env: dict[str, str]) -> list[str]:
+        """Render, write and (``Envvars``) export every template; return the texts."""
+        task_dir = alloc.dir / task["Name"]
+        texts = self._rendered(alloc, task, env)
+        for tmpl, rendered in zip(task.get("Templates") or (), texts, strict=True):
             dest = task_dir / _interpolate(tmpl["DestPath"], env)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(rendered)
@@ -521,6 +532,7 @@ class FakeNomad:
                     if "=" in line and not line.lstrip().startswith("#"):
                         key, _, value = line.partition("=")
                         env[key.strip()] = value.strip()
+        return texts
 
     def _services_view(self, namespace: str) -> dict[str, list[dict[str, Any]]]:
         return {name: list(entries) for (ns, name), entries in self.services.items()
@@ -537,11 +549,15 @@ class FakeNomad:
         for sub in ("local", "secrets", "tmp"):
             (alloc.dir / task["Name"] / sub).mkdir(parents=True, exist_ok=True)
         run.event("Task Setup", "Building Task Directory")
+        watched = any((t.get("ChangeMode") or "restart") == "restart"
+                      for t in task.get("Templates") or ())
         while not alloc.stop_event.is_set():
             env = self._env(alloc, task)
+            base_env = dict(env)
             exit_code: int | None = None
+            rerendered = False
             try:
-                self._render_templates(alloc, task, env)
+                texts = self._render_templates(alloc, task, env)
                 argv = self._command(alloc, task, env)
                 with open(logs / f"{task['Name']}.stdout.0", "ab") as out, \
                         open(logs / f"{task['Name']}.stderr.0", "ab") as err:
@@ -565,8 +581,29 @@ class FakeNomad:
                     run.started_at = run.started_at or time.strftime("%Y-%m-%dT%H:%M:%SZ")
                     run.event("Started", "Task started by client")
                     self._update_client_status(alloc)
+                next_check = time.monotonic() + 0.5
                 while proc.poll() is None and not alloc.stop_event.wait(0.05):
-                    pass
+                    if watched and time.monotonic() >= next_check:
+                        next_check = time.monotonic() + 0.5
+                        try:
+                            changed = self._rendered(alloc, task, base_env) != texts
+                        except _DriverError:
+                            changed = False
+                        if changed:
+                            rerendered = True
+                            with self._cond:
+                                run.event("Restart Signaled", "Template with change_mode "
+                                          "restart re-rendered")
+                            _kill(proc, (task.get("KillTimeout") or 5 * SECOND) / SECOND)
+                            break
+                if rerendered and not alloc.stop_event.is_set():
+                    with self._cond:
+                        run.event("Restarting", "Task restarting in 0s")
+                        run.restarts += 1
+                        run.last_restart = time.strftime("%Y-%m-%dT%H:%M:%SZ")
+                        run.state = "pending"
+                        self._update_client_status(alloc)
+                    continue
                 if alloc.stop_event.is_set():
                     with self._cond:
                         run.event("Killing", "Sent interrupt. Waiting 5s before force killing")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -141,7 +142,7 @@ def test_crashing_model_replica_is_named_with_events_and_stderr(fake_nomad: Fake
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_docker_driver_cluster_with_two_query_frontends(tmp_path: Path,
+def test_docker_driver_cluster_with_query_frontends_found_by_template(tmp_path: Path,
                                                         sum_model_dir: Path) -> None:
     images = {"redis:7-alpine": ImageSpec(entrypoint=("redis-server",)),
               "test/query:1": ImageSpec.python(), "test/mgmt:1": ImageSpec.python(),
@@ -177,6 +178,18 @@ def test_docker_driver_cluster_with_two_query_frontends(tmp_path: Path,
                              "clipper-dock-model-sum", "clipper-dock-query",
                              "clipper-dock-query", "clipper-dock-redis"]
             assert conn.get_num_replicas("sum", "1") == 2
+            # An operator adds a frontend (nomad job scale): the replicas' template
+            # re-renders, they restart and connect to it too.
+            manager.client.job.request("clipper-dock-query", "scale", method="post", json={
+                "Count": 3, "Target": {"Group": "query"}})
+            manager._wait("clipper-dock-query", 3, time.monotonic() + 60, healthy=True,
+                          error=ContainerError)
+            (added,) = set(manager.get_query_addrs()) - set(frontends)
+            out = wait_for(lambda: answer(added, "sums", [4.0]), 30, "the new frontend")
+            assert out == {"version": "1", "sum": 4.0}
+            events = [e["Type"] for a in fake.job_allocations("clipper-dock-model-sum.1")
+                      for e in a.tasks["replica"].events]
+            assert events.count("Restart Signaled") == 2
         finally:
             conn.stop_all()
         assert fake.pids() == []
