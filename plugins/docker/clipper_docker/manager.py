@@ -204,6 +204,9 @@ class DockerContainerManager:
                                      ca_bundle=opts.ca_bundle, pip_args=list(opts.pip_args),
                                      network_mode=opts.network_mode, images=self.images,
                                      client=self.client, progress=self.progress)
+            except docker.errors.DockerException as exc:
+                raise ContainerError(f"Inspecting image {image} failed: {exc}",
+                                     image=image) from exc
         return image
 
     def start_clipper(self, query_frontend_image: str | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -281,3 +282,28 @@ def test_stop_all_removes_containers_network_and_volumes(make_manager: Callable[
     assert not volumes & left
     with pytest.raises(ClusterStartError):
         DockerContainerManager(cluster_name=name).connect()
+
+
+def test_missing_project_images_are_built_on_first_use(docker_client: Any, project_images: Any,
+                                                       tmp_path: Path) -> None:
+    from clipper_docker.images import ProjectImages
+
+    images = ProjectImages.with_prefix(unique("clipper-auto"))
+    lines: list[str] = []
+    cm = DockerContainerManager(
+        cluster_name=unique("auto"), images=images, progress=lines.append,
+        python_base_image=os.environ.get("CLIPPER_TEST_BASE_IMAGE", "python:3.11-slim"))
+    (tmp_path / "predict.py").write_text("def predict(xs):\n    return xs\n")
+    tag = cm.build_model("auto-model", "1", str(tmp_path), "default")
+    try:
+        for image in images.targets().values():
+            assert docker_client.images.get(image)
+        assert f"Successfully tagged {images.model_base}" in lines
+        assert f"Successfully tagged {tag}" in lines
+        out = docker_client.containers.run(
+            tag, ["python", "-c", "import clipper_core.runtime, os; "
+                  "print(os.environ['CLIPPER_MODEL_PATH'], os.listdir('/model'))"], remove=True)
+        assert out.decode().split() == ["/model", "['predict.py']"]
+    finally:
+        for image in (tag, *images.targets().values()):
+            docker_client.images.remove(image, force=True)
