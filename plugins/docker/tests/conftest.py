@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import random
 import socket
+import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -185,3 +187,28 @@ def kill_main_process() -> Callable[[Any], None]:
         assert pid > 0, f"container {container.name} is not running"
         os.kill(pid, signal.SIGKILL)
     return kill
+
+
+@pytest.fixture
+def host_redis() -> Iterator[int]:
+    """A redis-server process on the host (an external Redis for ``redis_ip``)."""
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -237,14 +237,18 @@ def test_failed_start_reports_logs_and_leaves_nothing(make_manager: Callable[...
         "containers": [], "networks": [], "volumes": []}
 
 
-def test_host_networking_with_two_query_frontends(make_manager: Callable[..., Any],
-                                                  docker_client: Any) -> None:
+def test_host_networking_external_redis_and_two_query_frontends(
+        make_manager: Callable[..., Any], docker_client: Any, host_redis: int) -> None:
+    import redis
+
     name = unique("host")
-    conn = ClipperConnection(make_manager(name, docker_network="host"))
+    conn = ClipperConnection(make_manager(name, docker_network="host", redis_ip="127.0.0.1",
+                                          redis_port=host_redis))
     try:
         conn.start_clipper(num_frontend_replicas=2)
         info = conn.cm.info
         assert info.host_network and len(info.frontends) == 2
+        assert info.store_url == f"redis://127.0.0.1:{host_redis}/0?prefix={name}"
         create_endpoint(conn, "double", "doubles", lambda xs: [2 * x[0] for x in xs])
         assert wait_output(conn, "double", [21.0], 42.0)["default"] is False
         # the replica serves the second frontend too (CLIPPER_FRONTENDS lists both)
@@ -254,7 +258,10 @@ def test_host_networking_with_two_query_frontends(make_manager: Callable[..., An
         assert resp["output"] == 8.0 and resp["default"] is False, resp
         running = docker_client.containers.list(filters={"label": f"{lb.CLUSTER}={name}"})
         assert all(c.attrs["HostConfig"]["NetworkMode"] == "host" for c in running)
-        assert len(running) == 5
+        roles = sorted(c.labels[lb.ROLE] for c in running)
+        assert roles == ["management", "model", "query", "query"]  # no Redis container
+        keys = redis.Redis(port=host_redis).keys(f"{name}:*")
+        assert keys, "the cluster's state is not in the external Redis"
     finally:
         conn.stop_all()
     assert cluster_resources(docker_client, name) == {
