@@ -19,6 +19,10 @@ uses, with real controllers in miniature:
   are errors) plus the name, label and selector rules the real API server
   enforces; invalid bodies get a 422 ``Invalid`` Status.  Every body received
   is kept in :attr:`FakeKubernetes.received`.
+- **Not modelled**: authentication and RBAC (every request is allowed),
+  ReplicaSet objects, Endpoints maintenance (stored as sent), list paging
+  (``limit``/``continue`` are ignored), server-side apply, admission, resource
+  limits, scheduling (one node, ``fake-node``).
 - **Deployment controller**: keeps ``spec.replicas`` pods per Deployment
   (named ``<deployment>-<template hash>-<5 chars>``, owner references, pods
   of an old template replaced), deletes owned pods with the Deployment
@@ -29,7 +33,7 @@ uses, with real controllers in miniature:
   what an image is; an unknown image never pulls (``ErrImagePull`` then
   ``ImagePullBackOff``, with ``Failed`` events).  ``python`` in a command is
   this interpreter.  Each declared container port gets its own local port
-  (``--port``-style arguments are rewritten).  Readiness and liveness probes
+  (``--port``-style arguments and ``*PORT`` variables naming it are rewritten).  Readiness and liveness probes
   (httpGet, tcpSocket) run against the local ports; a failed liveness probe or
   an exit restarts the container (``restartCount``, ``CrashLoopBackOff``).
   Pod status has phase, conditions and container statuses; events as a real
@@ -85,6 +89,7 @@ from .process_pods import (
     expand_vars,
     http_probe,
     local_argv,
+    rewrite_port_env,
     rewrite_ports,
     tcp_probe,
 )
@@ -781,7 +786,8 @@ class PodRunner:
         args = spec.get("args") or ([] if spec.get("command") else [])
         argv = [expand_vars(a, env) for a in [*command, *args]]
         argv = local_argv(argv)
-        argv = rewrite_ports(argv, {**{p: lp for p, lp in run.ports.items()}})
+        argv = rewrite_ports(argv, run.ports)
+        env = rewrite_port_env(env, run.ports)
         env = {k: self.kube.resolve_services(v, self.ns) for k, v in env.items()}
         argv = [argv[0], *[self.kube.resolve_services(a, self.ns) for a in argv[1:]]]
         self.kube.resolve_clipper_frontends(env, self.ns)

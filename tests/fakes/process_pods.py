@@ -16,6 +16,7 @@ Public API (keep it stable, both fakes use it):
 - :func:`rewrite_ports`: give a process its own local ports: the value after
   any ``--...port`` flag (``--port 1337``, ``--rpc-port=7000``) that names a
   declared port is replaced by the local port allocated for it.
+- :func:`rewrite_port_env`: the same for ``*PORT`` environment variables.
 - :func:`allocate_port`: a free local port never handed out twice by this
   process (so two fake pods never race for the same one).
 - :func:`http_probe`, :func:`tcp_probe`: health checks against 127.0.0.1.
@@ -44,7 +45,7 @@ import attrs
 
 __all__ = [
     "ContainerProcess", "ImageSpec", "ImageTable", "ProcessState", "allocate_port",
-    "expand_vars", "http_probe", "local_argv", "rewrite_ports", "tcp_probe",
+    "expand_vars", "http_probe", "local_argv", "rewrite_port_env", "rewrite_ports", "tcp_probe",
 ]
 
 #: The runtime command a model image's entrypoint runs (SPEC.md, architecture.md).
@@ -149,6 +150,16 @@ def rewrite_ports(argv: Sequence[str], ports: Mapping[int, int]) -> list[str]:
                 arg = f"{m.group(1)}={ports[int(m.group(2))]}"
             out.append(arg)
         flag_before = bool(re.fullmatch(r"--?[\w-]*port", arg))
+    return out
+
+
+def rewrite_port_env(env: Mapping[str, str], ports: Mapping[int, int]) -> dict[str, str]:
+    """``env`` with the value of every ``*PORT`` variable that names a declared
+    port replaced by its local port (``PORT=8080`` -> ``PORT=41234``)."""
+    out = dict(env)
+    for key, value in env.items():
+        if key.upper().endswith("PORT") and value.isdigit() and int(value) in ports:
+            out[key] = str(ports[int(value)])
     return out
 
 

@@ -22,7 +22,8 @@ SERVER = '''\
 import argparse, http.server, os, sys
 p = argparse.ArgumentParser(); p.add_argument("--port", type=int); p.add_argument("--peer")
 a = p.parse_args()
-print("pod", os.environ.get("POD_NAME"), "peer", a.peer, "port", a.port, flush=True)
+print("pod", os.environ.get("POD_NAME"), "peer", a.peer, "port", a.port,
+      "env", os.environ.get("HTTP_PORT"), flush=True)
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = f"{os.environ.get('POD_NAME')} {self.path}".encode()
@@ -61,7 +62,8 @@ def web_deployment(name: str, health: Path, replicas: int = 2, peer: str = "none
         "name": "web", "image": "web:1", "args": ["--port", "8080", "--peer", peer],
         "ports": [{"name": "http", "containerPort": 8080}],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "HEALTH_FILE", "value": str(health)}],
+                {"name": "HEALTH_FILE", "value": str(health)},
+                {"name": "HTTP_PORT", "value": "8080"}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}}}
     if liveness:
         container["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": 8080},
@@ -166,7 +168,7 @@ def test_deployment_pods_are_processes(fake: FakeKubernetes, health: Path) -> No
         ports.add(port)
         assert httpx.get(f"http://127.0.0.1:{port}/x").text == f"{pod.metadata.name} /x"
         log = core.read_namespaced_pod_log(pod.metadata.name, "default")
-        assert f"pod {pod.metadata.name} peer none port {port}" in log
+        assert f"pod {pod.metadata.name} peer none port {port} env {port}" in log
     assert len(ports) == 2
     dep = wait_for(lambda: (d := apps.read_namespaced_deployment("web", "default")).status
                    .available_replicas == 2 and d, 10, "the deployment status")
