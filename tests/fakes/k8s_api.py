@@ -1961,8 +1961,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             full = urllib.parse.urlsplit(self.path)
             if full.query:
                 rest_path += "?" + full.query
-            code, headers, data = kube.proxy(ns, name, rest_path, verb, self.headers,
-                                             raw or None)
+            code, headers, data = kube.proxy(ns, name, rest_path, verb,
+                                             dict(self.headers.items()), raw or None)
             self.send_response(code)
             for k, v in headers:
                 self.send_header(k, v)

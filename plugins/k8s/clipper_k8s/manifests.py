@@ -116,7 +116,9 @@ def redis_deployment(spec: ClusterSpec) -> Manifest:
     """Redis without persistence: the cluster's state store."""
     container = _container(
         spec, names.ROLE_REDIS, "redis", spec.redis_image,
-        args=["redis-server", "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no"],
+        # other pods connect over the pod network: no loopback-only protected mode
+        args=["redis-server", "--port", str(REDIS_PORT), "--protected-mode", "no", "--save", "",
+              "--appendonly", "no"],
         ports=[{"name": "redis", "containerPort": REDIS_PORT}],
         readinessProbe=_tcp_probe("redis", delay=1, period=2, failures=3),
         livenessProbe=_tcp_probe("redis", delay=5, period=10, failures=3))
