@@ -80,3 +80,15 @@ def test_build_model_without_docker_plugin_is_a_build_error(
     cm = KubernetesContainerManager(api_host="http://127.0.0.1:9")
     with pytest.raises(BuildError, match="clipper-docker plugin"):
         cm.build_model("m", "1", str(tmp_path), "default")
+
+
+def test_entry_point_offers_the_manager() -> None:
+    from clipper_core.interfaces import ContainerManager
+    from clipper_core.plugins import build_plugin_manager, get_backend
+
+    backend = get_backend("container_managers", "k8s", build_plugin_manager(only=["k8s"]))
+    assert backend.plugin == "k8s"
+    cm = backend.factory(cluster_name="ep", api_host="http://127.0.0.1:9")
+    assert isinstance(cm, KubernetesContainerManager)
+    assert isinstance(cm, ContainerManager)
+    assert cm.cluster_name == "ep"
