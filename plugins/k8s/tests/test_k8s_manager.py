@@ -161,7 +161,7 @@ def test_start_errors(kube: FakeKubernetes) -> None:
     with pytest.raises(ClipperException, match="No Clipper cluster named 'nobody'"):
         KubernetesContainerManager(**manager_options(kube, "nobody")).connect()
     # a frontend image that cannot be pulled: the error names the Deployment
-    cm = KubernetesContainerManager(**manager_options(kube, "badfront", start_timeout=4.0))
+    cm = KubernetesContainerManager(**manager_options(kube, "badfront", start_timeout=8.0))
     try:
         with pytest.raises(ClusterStartError) as info:
             cm.start_clipper(query_frontend_image="registry.test/no-such-frontend:0")
@@ -184,10 +184,9 @@ class TestOneCluster:
         tmp = tmp_path_factory.mktemp("k8s-one")
         images = base_images()
         images.add(MODEL_IMAGE, ImageSpec.model(model_dir(tmp)))
-        crash = tmp / "crash-model"
-        crash.mkdir()
-        (crash / "predict.py").write_text("raise SystemExit('this model cannot load')\n")
-        images.add(CRASH_IMAGE, ImageSpec.model(crash))
+        # a model container that dies at once, like one whose model cannot load
+        images.add(CRASH_IMAGE, ImageSpec(entrypoint=(
+            "python", "-c", "import sys; sys.exit('this model cannot load')")))
         kube = FakeKubernetes(images, workdir=tmp / "kube").start()
         cm = KubernetesContainerManager(**manager_options(kube, "one"))
         try:
@@ -232,9 +231,9 @@ class TestOneCluster:
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: replica().restarts == 1, 20, "the restart to be counted")
         wait_for(lambda: replica().status == "running", 20, "the replica to run")
-        cm.deploy_timeout = 8.0
+        cm.deploy_timeout = 6.0
         spec = cm.spec
-        cm.spec = attrs.evolve(spec, min_ready_seconds=5)
+        cm.spec = attrs.evolve(spec, min_ready_seconds=3)
         try:
             with pytest.raises(ContainerError) as info:
                 cm.deploy_model("bad", "1", "doubles", CRASH_IMAGE, 1)
