@@ -19,7 +19,9 @@ uses, with real controllers in miniature:
   are errors) plus the name, label and selector rules the real API server
   enforces; invalid bodies get a 422 ``Invalid`` Status.  Every body received
   is kept in :attr:`FakeKubernetes.received`.
-- **Not modelled**: authentication and RBAC (every request is allowed),
+- **RBAC, in part**: :meth:`FakeKubernetes.forbid` denies a verb on a
+  resource with the real 403 Status; there is no authentication.
+- **Not modelled**:
   ReplicaSet objects, Endpoints maintenance (stored as sent), list paging
   (``limit``/``continue`` are ignored), server-side apply, admission, resource
   limits, scheduling (one node, ``fake-node``).
@@ -1044,6 +1046,8 @@ class FakeKubernetes:
         self._httpd: http.server.ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._ip_counter = 0
+        #: (verb, resource) pairs the caller may not use, e.g. ("get", "namespaces")
+        self.forbidden: set[tuple[str, str]] = set()
         for ns in ("default", "kube-system", "kube-public"):
             self._create_raw("namespaces", "", {"apiVersion": "v1", "kind": "Namespace",
                                                 "metadata": {"name": ns}})
@@ -1468,6 +1472,33 @@ class FakeKubernetes:
                         fwds.append((p["port"], TcpForwarder(ingress, int(p["port"]), backends)))
 
     # -- the verbs ---------------------------------------------------------------
+    def forbid(self, verb: str, resource: str) -> None:
+        """Deny ``verb`` (get, list, watch, create, update, patch, delete,
+        deletecollection) on ``resource`` (``deployments``, ``pods/log``...) with
+        a 403, as RBAC does for a service account lacking that rule."""
+        self.forbidden.add((verb, resource))
+
+    def authorize(self, method: str, res: Resource, ns: str | None, name: str | None,
+                  sub: str | None, query: Mapping[str, str]) -> None:
+        """403 Forbidden (the real message) if :meth:`forbid` denied this request."""
+        if not self.forbidden:
+            return
+        if method == "GET":
+            verb = "get" if name else ("watch" if query.get("watch") in ("true", "1")
+                                       else "list")
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
+                    "DELETE": "delete" if name else "deletecollection"}[method]
+        resource = f"{res.plural}/{sub}" if sub else res.plural
+        if (verb, resource) not in self.forbidden:
+            return
+        who = 'User "system:serviceaccount:default:clipper-manager"'
+        scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
+        target = f'{res.qualified} "{name}"' if name else res.qualified
+        raise ApiError(403, "Forbidden", f'{target} is forbidden: {who} cannot {verb} resource '
+                       f'"{resource}" in API group "{res.group}" {scope}',
+                       {"name": name or "", "group": res.group, "kind": res.plural})
+
     def check_namespace(self, res: Resource, ns: str) -> None:
         if res.namespaced:
             obj = self.store.get("namespaces", "", ns)
@@ -1954,6 +1985,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         raw, body = self._read_body()
         if body is not None:
             kube.received.append((verb, path, copy.deepcopy(body)))
+        kube.authorize(verb, res, ns, name, sub, query)
         if sub == "proxy" and res.plural == "services" and ns is not None and name:
             rest_path = "/" + "/".join(tail)
             if self.path.endswith("/") and not rest_path.endswith("/"):

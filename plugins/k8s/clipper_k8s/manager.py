@@ -227,12 +227,21 @@ class KubernetesContainerManager:
                       f"{self.namespace!r}")
 
     def _ensure_namespace(self) -> None:
+        """Check (or create) the namespace.  Reading namespaces is cluster-scoped:
+        with only the namespaced Role of ``clipper_k8s.rbac`` it is forbidden,
+        and the manager goes on (creating objects then says if it is missing)."""
         from kubernetes.client.exceptions import ApiException
 
         try:
             with self._errors(f"Reading namespace {self.namespace!r}", ClusterStartError):
                 self.core.read_namespace(self.namespace)
             return
+        except ClusterStartError as exc:
+            if getattr(exc, "status", None) == 403 and not self.create_namespace_if_not_exists:
+                self.progress(f"cannot read namespace {self.namespace} (forbidden); "
+                              "assuming it exists")
+                return
+            raise
         except NotFoundError as exc:
             if not self.create_namespace_if_not_exists:
                 raise ClusterStartError(

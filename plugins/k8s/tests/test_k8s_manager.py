@@ -175,6 +175,29 @@ def test_start_errors(kube: FakeKubernetes) -> None:
     assert cluster_objects(kube, "badfront") == []
 
 
+def test_namespaced_rbac_only(kube: FakeKubernetes) -> None:
+    """With only the namespaced Role (no cluster-scoped reads), a cluster
+    starts and serves through the proxy; a missing rule is a clear error."""
+    for verb in ("get", "list", "create", "delete"):
+        kube.forbid(verb, "namespaces")
+        kube.forbid(verb, "nodes")
+    cm = KubernetesContainerManager(**manager_options(kube, "rbac"))
+    try:
+        cm.start_clipper()
+        cm.deploy_model("m", "1", "doubles", MODEL_IMAGE, 1)
+        assert httpx.get(f"http://{cm.get_query_addr()}/healthz", timeout=5).status_code == 200
+        kube.forbid("patch", "deployments/scale")
+        with pytest.raises(ContainerError) as info:
+            cm.set_num_replicas("m", "1", "doubles", MODEL_IMAGE, 2)
+        assert info.value.status == 403
+        assert 'cannot patch resource "deployments/scale"' in str(info.value)
+        assert "python -m clipper_k8s.rbac" in str(info.value)
+    finally:
+        kube.forbidden.clear()
+        cm.stop_all()
+    assert cluster_objects(kube, "rbac") == []
+
+
 class TestOneCluster:
     """Model error paths and names on one cluster shared by the class."""
 
