@@ -116,3 +116,17 @@ def test_centralized_logging_is_accepted_with_a_warning() -> None:
 
     with pytest.warns(UserWarning, match="use_centralized_log"):
         DockerContainerManager(cluster_name="warns", use_centralized_log=True)
+
+
+def test_unreachable_engine_is_a_container_error(tmp_path: Path) -> None:
+    from clipper_docker.manager import DockerContainerManager
+
+    from clipper_core.errors import ContainerError
+
+    sock = tmp_path / "no-engine.sock"
+    cm = DockerContainerManager(cluster_name="nowhere",
+                                docker_client_kwargs={"base_url": f"unix://{sock}"})
+    with pytest.raises(ContainerError, match="Cannot reach the Docker engine at unix://"):
+        cm.connect()
+    with pytest.raises(ContainerError, match="Cannot reach the Docker engine"):
+        cm.stop_all_model_containers()
