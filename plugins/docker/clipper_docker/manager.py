@@ -16,7 +16,6 @@ import functools
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 import warnings
@@ -28,7 +27,6 @@ import attrs
 
 from clipper_core.errors import (
     BuildError,
-    ClipperException,
     ClusterStartError,
     ContainerError,
     ValidationError,
@@ -40,6 +38,7 @@ from .builds import BuildOptions, Progress, build_image, ensure_image, model_doc
 from .cluster import ClusterInfo
 from .engine import connect_engine, docker_errors, has_default_bridge, log
 from .images import ProjectImages
+from .probes import admin_post, exec_ok, free_port, http_ok, log_tail
 
 ENV_REDIS_IMAGE = "CLIPPER_REDIS_IMAGE"
 DEFAULT_REDIS_IMAGE = "redis:7"
@@ -254,7 +253,7 @@ class DockerContainerManager:
             redis_host = "127.0.0.1" if host else lb.container_name(name, "redis")
         if host:
             endpoints = ((self.clipper_query_port, self.clipper_rpc_port),) + tuple(
-                (_free_port(), _free_port()) for _ in range(replicas - 1))
+                (free_port(), free_port()) for _ in range(replicas - 1))
             frontends = tuple(f"127.0.0.1:{rpc}" for _, rpc in endpoints)
         else:
             endpoints = ((self.clipper_query_port, self.clipper_rpc_port),) * replicas
@@ -279,7 +278,7 @@ class DockerContainerManager:
                          "", "--appendonly", "no"]
                 + (["--bind", "127.0.0.1"] if info.host_network else []),
                 tmpfs={"/data": ""}, ports={f"{port}/tcp": ("127.0.0.1", self.redis_port)})
-            self._wait(redis, deadline, lambda: _exec_ok(redis, ["redis-cli", "-p", port,
+            self._wait(redis, deadline, lambda: exec_ok(redis, ["redis-cli", "-p", port,
                                                                   "ping"], b"PONG"))
         env = {"CLIPPER_ADMIN_TOKEN": self.admin_token} if self.admin_token else {}
         mgmt = self._run(
@@ -300,17 +299,17 @@ class DockerContainerManager:
                 command=["--store", info.store_url, "--host", "0.0.0.0", "--port",
                          str(query_port), "--rpc-host", "0.0.0.0", "--rpc-port", str(rpc_port),
                          "--cache-size", str(cache_size), "--frontend-id", f"query-{i}"]))
-        self._wait(mgmt, deadline, lambda: _http_ok(
+        self._wait(mgmt, deadline, lambda: http_ok(
             f"http://{self.docker_ip_address}:{info.admin_port}/admin/ping", self.admin_token))
         for i, (container, (query_port, _)) in enumerate(
                 zip(frontends, info.query_endpoints, strict=True)):
             if i == 0 or info.host_network:
                 url = f"http://{self.docker_ip_address}:{query_port}/healthz"
-                self._wait(container, deadline, functools.partial(_http_ok, url, None))
+                self._wait(container, deadline, functools.partial(http_ok, url, None))
             else:
                 probe = ["python", "-c", "import urllib.request as u; u.urlopen("
                          f"'http://127.0.0.1:{query_port}/healthz', timeout=2)"]
-                self._wait(container, deadline, functools.partial(_exec_ok, container, probe))
+                self._wait(container, deadline, functools.partial(exec_ok, container, probe))
 
     def _wait(self, container: Any, deadline: float, ready: Callable[[], bool]) -> None:
         """Poll ``ready`` until it is true; ClusterStartError with the log tail
@@ -325,12 +324,12 @@ class DockerContainerManager:
                     f"Container {container.name} of cluster {self.cluster_name} exited "
                     f"(status {container.status}, exit code "
                     f"{container.attrs['State'].get('ExitCode')}); last log lines:\n"
-                    f"{_tail(container)}", container=container.name)
+                    f"{log_tail(container)}", container=container.name)
             if time.monotonic() > deadline:
                 raise ClusterStartError(
                     f"Container {container.name} of cluster {self.cluster_name} did not "
                     f"become ready within {self.start_timeout:.0f}s; last log lines:\n"
-                    f"{_tail(container)}", container=container.name)
+                    f"{log_tail(container)}", container=container.name)
             time.sleep(0.2)
 
     def connect(self) -> None:
@@ -483,9 +482,9 @@ class DockerContainerManager:
                         f"Replica {container.labels[lb.MODEL_REPLICA_ID]} of {name}:{version} "
                         f"({container.name}) crashed on start (exit code "
                         f"{container.attrs['State'].get('ExitCode')}); last log lines:\n"
-                        f"{_tail(container)}", model_name=name, model_version=version,
+                        f"{log_tail(container)}", model_name=name, model_version=version,
                         container=container.name)
-            connected = {r["model_replica_id"] for r in _admin_post(url, self.admin_token,
+            connected = {r["model_replica_id"] for r in admin_post(url, self.admin_token,
                                                                     {"verbose": True})
                          if r.get("model_name") == name and r.get("model_version") == version
                          and r.get("connected")}
@@ -558,49 +557,5 @@ class DockerContainerManager:
                                      container=c.name) from exc
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
-
-def _tail(container: Any, lines: int = 40) -> str:
-    try:
-        return container.logs(tail=lines).decode(errors="replace").rstrip() or "(no output)"
-    except Exception as exc:  # noqa: BLE001 - best effort inside an error message
-        return f"(logs unavailable: {exc})"
-
-
-def _exec_ok(container: Any, cmd: list[str], expect: bytes | None = None) -> bool:
-    try:
-        code, output = container.exec_run(cmd)
-    except Exception:  # noqa: BLE001 - not running yet
-        return False
-    return code == 0 and (expect is None or expect in (output or b""))
-
-
-def _http_ok(url: str, token: str | None) -> bool:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        return httpx.get(url, headers=headers, timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _admin_post(url: str, token: str | None, body: dict[str, Any]) -> list[dict[str, Any]]:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        resp = httpx.post(url, json=body, headers=headers, timeout=3.0)
-        data = resp.json() if resp.status_code == 200 else []
-    except (httpx.HTTPError, ValueError):
-        return []
-    if isinstance(data, dict):  # tolerate an envelope
-        data = data.get("containers", data.get("result", []))
-    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
-
-
-__all__ = ["DockerContainerManager", "ClipperException"]
+__all__ = ["DockerContainerManager"]

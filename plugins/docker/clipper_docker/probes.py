@@ -1,0 +1,57 @@
+"""Small checks the manager polls: HTTP readiness, commands in containers,
+the management API's replica list, log tails for error messages."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(container: Any, lines: int = 40) -> str:
+    """The last ``lines`` of a container's output, for error messages."""
+    try:
+        return container.logs(tail=lines).decode(errors="replace").rstrip() or "(no output)"
+    except Exception as exc:  # noqa: BLE001 - best effort inside an error message
+        return f"(logs unavailable: {exc})"
+
+
+def exec_ok(container: Any, cmd: list[str], expect: bytes | None = None) -> bool:
+    """Whether ``cmd`` succeeds in the container (and prints ``expect``)."""
+    try:
+        code, output = container.exec_run(cmd)
+    except Exception:  # noqa: BLE001 - not running yet
+        return False
+    return code == 0 and (expect is None or expect in (output or b""))
+
+
+def http_ok(url: str, token: str | None) -> bool:
+    """Whether ``GET url`` answers 200."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        return httpx.get(url, headers=headers, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def admin_post(url: str, token: str | None, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """POST to a management endpoint returning a list; [] when it cannot answer."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        resp = httpx.post(url, json=body, headers=headers, timeout=3.0)
+        data = resp.json() if resp.status_code == 200 else []
+    except (httpx.HTTPError, ValueError):
+        return []
+    if isinstance(data, dict):  # tolerate an envelope
+        data = data.get("containers", data.get("result", []))
+    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
