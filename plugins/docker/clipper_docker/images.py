@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import email.parser
+import fnmatch
 import logging
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,10 @@ from .builds import CA_FILE, BuildOptions, Progress, build_image
 from .engine import connect_engine, log
 
 VERSION = clipper_core.__version__
+
+#: What is not copied from the project checkout when building the wheel.
+_NOT_SOURCE = (".git", "build", "dist", "*.egg-info", "__pycache__", ".venv", "venv",
+               ".mypy_cache", ".ruff_cache", ".pytest_cache", "results", "clipper_logs")
 
 #: Default tags of the project's images.
 QUERY_FRONTEND_IMAGE = f"clipper/query_frontend:{VERSION}"
@@ -110,8 +116,12 @@ def build_wheel(dest: Path, source: Path | None = None) -> Path:
     as ``clipper-core==<version>`` from the configured index."""
     source = source or project_source()
     if source is not None:
+        # build from a clean copy: setuptools reuses ``build/`` in the tree,
+        # which may hold modules deleted since, and others may be building there
+        clean = dest / "_source"
+        _copy_package_source(source, clean)
         cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-               "-q", "-w", str(dest), str(source)]
+               "-q", "-w", str(dest), str(clean)]
     else:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "-q", "-d", str(dest), f"clipper-core=={VERSION}"]
@@ -119,11 +129,38 @@ def build_wheel(dest: Path, source: Path | None = None) -> Path:
     if done.returncode != 0 and source is not None:  # retry with build isolation
         cmd.remove("--no-build-isolation")
         done = subprocess.run(cmd, capture_output=True, text=True)
+    shutil.rmtree(dest / "_source", ignore_errors=True)
     wheels = sorted(dest.glob("clipper_core-*.whl"))
     if done.returncode != 0 or not wheels:
         raise BuildError(f"Building the clipper-core wheel failed ({' '.join(cmd)}):\n"
                          f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return wheels[-1]
+
+
+def _copy_package_source(source: Path, dest: Path) -> None:
+    """Copy what building the project's wheel reads: top-level files and the
+    package directories ``[tool.setuptools.packages.find]`` names."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: copy everything but the junk
+        shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
+        return
+    config = tomllib.loads((source / "pyproject.toml").read_text())
+    find = config.get("tool", {}).get("setuptools", {}).get("packages", {}).get("find", {})
+    where = find.get("where", ["."])
+    include = find.get("include", ["*"])
+    ignore = shutil.ignore_patterns(*_NOT_SOURCE)
+    dest.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.is_file():
+            shutil.copy2(entry, dest / entry.name)
+    for base in where:
+        root = (source / base).resolve()
+        for entry in root.iterdir():
+            if entry.is_dir() and entry.name not in _NOT_SOURCE and any(
+                    fnmatch.fnmatch(entry.name, pattern) for pattern in include):
+                target = dest / entry.relative_to(source.resolve())
+                shutil.copytree(entry, target, ignore=ignore)
 
 
 def wheel_requirements(wheel: Path) -> list[str]:
