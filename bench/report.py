@@ -235,12 +235,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
         bottom.set_xlabel("connections")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if labels:
-        fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False,
-                   fontsize=11)
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.965),
+                   ncol=len(labels), frameon=False, fontsize=11)
     meta = results["meta"]
-    fig.suptitle(f"clipper-core benchmark, {meta['date']} ({meta['machine']})", y=0.995,
-                 fontsize=10, color="#555555")
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.suptitle(f"clipper-core benchmark, {meta['date']} ({meta['machine']}); "
+                 f"{meta['duration_s']:g} s per point, wrk -t1", y=0.995, fontsize=10,
+                 color="#555555")
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -252,3 +253,11 @@ def write(results: dict[str, Any], out: Path) -> None:
     (out / "latest.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     (out / "latest.md").write_text(markdown(results))
     plot(results, out / "latest.png")
+
+
+if __name__ == "__main__":  # re-render the table and the plot from a JSON file
+    import sys
+
+    src = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" /
+               "latest.json")
+    write(json.loads(src.read_text()), src.parent)

@@ -27,13 +27,13 @@ def main() -> None:
     from ray import serve
     from starlette.requests import Request
 
-    @serve.deployment(num_replicas=1)
+    @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.25})
     class Noop:
         async def __call__(self, request: Request) -> dict:
             body = await request.json()
             return {"output": workloads.noop_predict([body["input"]])[0], "default": False}
 
-    @serve.deployment(num_replicas=1)
+    @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.25})
     class Sklearn:
         def __init__(self, batched: bool) -> None:
             with warnings.catch_warnings():
