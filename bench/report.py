@@ -8,6 +8,7 @@ system, scenario and connection count), ``overload``, ``scale``, ``profile``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m|\[[0-9;]*m")
+
+
+def _one_line(text: str, limit: int = 100) -> str:
+    """First line of ``text``, shortened, safe inside a markdown table cell."""
+    line = _ANSI.sub("", text).splitlines()[0] if text else ""
+    return (line[:limit] + ("..." if len(line) > limit else "")).replace("|", "/")
+
+
 def _fmt(v: Any, digits: int = 0) -> str:
     if v is None:
         return "-"
@@ -142,7 +152,8 @@ def markdown(results: dict[str, Any]) -> str:
     for s in systems:
         info = results["systems"][s]
         mem = info.get("memory", {})
-        lines.append(f"| {labels[s]} | {info['status']} | {_fmt(info.get('startup_s'), 2)} | "
+        status = _one_line(info["status"])
+        lines.append(f"| {labels[s]} | {status} | {_fmt(info.get('startup_s'), 2)} | "
                      f"{_fmt(mem.get('total_mib'), 1)} |")
     for s in systems:
         mem = results["systems"][s].get("memory", {})
@@ -186,7 +197,9 @@ def markdown(results: dict[str, Any]) -> str:
     failures = {s: i["status"] for s, i in results["systems"].items() if i["status"] != "ok"}
     if failures:
         lines += ["", "## Systems that did not run", ""]
-        lines += [f"- {results['systems'][s]['label']}: {why}" for s, why in failures.items()]
+        for s, why in failures.items():
+            text = _ANSI.sub("", why)[-1500:].replace("`", "'")
+            lines += [f"- {results['systems'][s]['label']}:", "", "```", text, "```", ""]
     lines.append("")
     return "\n".join(lines)
 
