@@ -204,10 +204,16 @@ class Runner:
                      ep.body, args.slo_ms + 10)
         after = system.defaults("overload")
         time.sleep(2)
-        rec = run_wrk(system.url("overload"), 64, max(2.0, min(5.0, args.duration)), ep.body)
-        rec_defaults = system.defaults("overload")
+        # Capacity after the load drops: the same measurement as before it
+        # (the capacity source, whose SLO is long enough for a closed loop).
+        src = source if source in system.scenarios else "overload"
+        src_defaults = system.defaults(src)
+        rec = run_wrk(system.url(src), 64, max(2.0, min(5.0, args.duration)),
+                      system.endpoint(src).body)
+        rec_defaults = system.defaults(src)
         rec_good = rec.requests - rec.errors - (
-            rec_defaults - after if rec_defaults is not None and after is not None else 0)
+            rec_defaults - src_defaults if rec_defaults is not None and src_defaults is not None
+            else 0)
         rec_rps = max(0, rec_good) / rec.seconds if rec.seconds else 0.0
         sched = max(1, r["scheduled"])
         out = {**{k: r[k] for k in ("rate", "scheduled", "sent", "completed", "status_errors",
