@@ -199,13 +199,19 @@ class Clipper(System):
             fn = workloads.sklearn_predict_fn(model)
             create_endpoint(self.conn, "sklearn", "doubles", fn)
             create_endpoint(self.conn, "sklearn-b1", "doubles", fn, batch_size=1)
+            expected = fn([_example(SKLEARN)])[0]
+            for app in ("sklearn", "sklearn-b1"):
+                self._wait_output(app, expected, timeout=60, body=SKLEARN)
 
-    def _wait_output(self, app: str, expected: Any, timeout: float) -> None:
+    def _wait_output(self, app: str, expected: Any, timeout: float,
+                     body: Body = NOOP) -> None:
+        """Until ``app`` answers ``expected`` (not a default): the frontend
+        learns about links and replicas asynchronously after a deploy."""
         deadline = time.monotonic() + timeout
-        body = {"input": _example(NOOP)}
+        payload = {"input": _example(body)}
         while True:
             with contextlib.suppress(httpx.HTTPError, ValueError):
-                r = httpx.post(f"http://{self.host}:{self.port}/{app}/predict", json=body,
+                r = httpx.post(f"http://{self.host}:{self.port}/{app}/predict", json=payload,
                                timeout=5)
                 d = r.json()
                 if r.status_code == 200 and not d.get("default") and d.get("output") == expected:
