@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from load import Body
 from systems import HERE, NOOP, SKLEARN, Endpoint, ProcessSystem, SystemError_, free_port
 
@@ -122,8 +121,8 @@ class BentoML(PeerSystem):
 
 def _v2(width: int, distinct: bool = True) -> Body:
     return Body(width=width, distinct=distinct,
-                prefix='{"inputs":[{"name":"input","shape":[1,%d],"datatype":"FP64","data":['
-                       % width, suffix="]}]}")
+                prefix=f'{{"inputs":[{{"name":"input","shape":[1,{width}],"datatype":"FP64",'
+                       f'"data":[', suffix="]}]}")
 
 
 class MLServer(PeerSystem):

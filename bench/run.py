@@ -336,9 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     need_sklearn = bool(set(args.scenarios) & {"sklearn", "sklearn-b1", "overload"})
     args.sklearn_expected = None
     if need_sklearn:
-        import numpy as np
-
         import warnings
+
+        import numpy as np
 
         log("training the sklearn model (fixed seed) for the output checks")
         with warnings.catch_warnings():

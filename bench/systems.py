@@ -21,7 +21,6 @@ from typing import Any
 
 import attrs
 import httpx
-
 from load import Body
 
 HERE = Path(__file__).resolve().parent
@@ -167,13 +166,12 @@ class Clipper(System):
         self.store_url = ""
 
     def start(self) -> None:
-        from clipper_core.connection import ClipperConnection
-        from clipper_core.deployers.python import create_endpoint
+        import cloudpickle
+        import workloads
         from clipper_local_process.manager import LocalProcessContainerManager
 
-        import workloads
-
-        import cloudpickle
+        from clipper_core.connection import ClipperConnection
+        from clipper_core.deployers.python import create_endpoint
 
         # Replicas cannot import the bench directory: ship the models by value.
         cloudpickle.register_pickle_by_value(workloads)
