@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -274,15 +273,9 @@ class ClipperConnection:
     @_connected
     def deploy_model(self, name: str, version: Any, input_type: str, image: str,
                      labels: list[str] | None = None, num_replicas: int = 1,
-                     batch_size: int = -1, batching_policy: str | None = None,
-                     wait_timeout: float = 60.0) -> None:
+                     batch_size: int = -1, batching_policy: str | None = None) -> None:
         """Start ``num_replicas`` replicas of ``image`` and register the model
-        version (which becomes the current version).
-
-        Returns once the replicas have connected to the query frontend (so the
-        next query is served), or after ``wait_timeout`` seconds with a
-        warning (0 returns at once, as Clipper did).
-        """
+        version (which becomes the current version)."""
         if not isinstance(image, str) or not image:
             raise ValidationError("image must be a non-empty string", argument="image",
                                   value=image)
@@ -295,31 +288,7 @@ class ClipperConnection:
         from .plugins import notify
 
         notify("clipper_model_deployed", model=model, num_replicas=num_replicas)
-        self._wait_connected(model.name, model.version, num_replicas, wait_timeout)
         log.info("Done deploying model %s:%s", model.name, model.version)
-
-    def _wait_connected(self, name: str, version: str, n: int, timeout: float) -> bool:
-        """Wait until ``n`` replicas of name:version are connected to a frontend."""
-        if n <= 0 or timeout <= 0:
-            return True
-        deadline = time.monotonic() + timeout
-        seen = -1
-        while True:
-            connected = {r["model_replica_id"] for r in
-                         self._admin("get_all_containers", verbose=True)
-                         if r["model_name"] == name and str(r["model_version"]) == version
-                         and r.get("connected", True)}
-            if len(connected) != seen:
-                seen = len(connected)
-                log.info("%s:%s: %d of %d replicas connected", name, version, seen, n)
-            if seen >= n:
-                return True
-            if time.monotonic() >= deadline:
-                log.warning("%s:%s: only %d of %d replicas connected after %.0f s; they "
-                            "may still be starting (see get_clipper_logs)", name, version,
-                            seen, n, timeout)
-                return False
-            time.sleep(0.1)
 
     @_connected
     def register_model(self, name: str, version: Any, input_type: str,
