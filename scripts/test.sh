@@ -22,7 +22,7 @@ if ! command -v redis-server >/dev/null || ! command -v dockerd >/dev/null \
 fi
 
 step "Python packages"
-python3 -m pip install -q -e ".[test]" -e plugins/local_process -e plugins/docker \
+python3 -m pip install -q -e ".[test,bench]" -e plugins/local_process -e plugins/docker \
     -e plugins/k8s -e plugins/nomad
 
 cleanup() {

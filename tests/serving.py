@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from conftest import free_port, wait_until
 
 from clipper_core.models import Application, ModelVersion
 from clipper_core.plugins import open_store
-from conftest import free_port, wait_until
 
 
 def write_model(directory: Path, source: str) -> Path:

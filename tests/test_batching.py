@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 
 import loadgen
+from serving import Serving, write_model
 
 from clipper_core.batching import AIMDPolicy, DelayedPolicy, FixedPolicy
 from clipper_core.models import ModelVersion
 from clipper_core.plugins import backends
-from serving import Serving, write_model
 
 # Sleeps 5 ms per call plus a little per input, and reports the batch size.
 BATCH_REPORTER = """

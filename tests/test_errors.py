@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from clipper_frontends.http import PayloadTooLargeError, error_response, status_for
 
 import clipper_admin.exceptions
 from clipper_core import errors
@@ -22,6 +21,7 @@ from clipper_core.errors import (
     ValidationError,
     http_status,
 )
+from clipper_frontends.http import PayloadTooLargeError, error_response, status_for
 
 
 def test_everything_is_a_clipper_exception() -> None:

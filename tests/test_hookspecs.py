@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clipper_frontends.management import create_app
 from conftest import ROOT, free_port, wait_until
 from starlette.testclient import TestClient
 from test_connection import AddressManager, ManagementProcess
@@ -26,6 +25,7 @@ from clipper_core.interfaces import BatchingPolicy, ContainerManager, ModelRegis
 from clipper_core.models import Application, InputType, ModelVersion, Replica
 from clipper_core.plugins import build_plugin_manager, get_backend, open_store
 from clipper_core.stores.memory import MemoryStateStore
+from clipper_frontends.management import create_app
 
 
 class Recorder:

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clipper_frontends.management import create_app
 from conftest import ROOT
 from starlette.testclient import TestClient
 
 from clipper_core.models import InputType, Replica
 from clipper_core.plugins import open_store
+from clipper_frontends.management import create_app
 
 APP = {"name": "app1", "input_type": "doubles", "default_output": "-1",
        "latency_slo_micros": 100000}

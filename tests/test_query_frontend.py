@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import wait_until
 from serving import Serving, kill, write_model
 

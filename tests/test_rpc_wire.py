@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import zmq
-
 from serving import Serving
 
 
