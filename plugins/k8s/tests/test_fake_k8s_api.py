@@ -229,10 +229,12 @@ def test_services_dns_forwarding_and_api_proxy(fake: FakeKubernetes, health: Pat
         "spec": {"type": "NodePort", "selector": {"app": "backend"},
                  "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
     apps.create_namespaced_deployment("default", web_deployment("backend", health, 2))
+    # The client starts once the backend is ready, as a pod would find the
+    # Service's endpoints filled by then.
+    wait_for(lambda: len(ready_pods(core, "app=backend")) == 2, 20, "ready backend pods")
     apps.create_namespaced_deployment("default", web_deployment(
         "client", health, 1, peer="backend.default.svc.cluster.local:80"))
-    wait_for(lambda: len(ready_pods(core, "app=backend")) == 2
-             and len(ready_pods(core, "app=client")) == 1, 20, "ready pods")
+    wait_for(lambda: len(ready_pods(core, "app=client")) == 1, 20, "ready client pod")
     (client,) = ready_pods(core, "app=client")
     log = core.read_namespaced_pod_log(client.metadata.name, "default")
     peer = log.split(" peer ")[1].split()[0]
