@@ -527,11 +527,17 @@ class QueryFrontend:
         add_timer = route.timer.add
         name, ver = queue.model_name, queue.model_version
         waiters: list[Any] = []
+        admit = queue.can_meet(route.deadline_s)
         for data in encoded:
             key = (name, ver, data)
             hit = cache.get(key)
             if hit is not MISS:
                 waiters.append(hit)
+                continue
+            if not admit and key not in pending:
+                # Overloaded: the default now beats the default at the deadline.
+                queue.shed += 1
+                waiters.append(_TIMEOUT)
                 continue
             w = loop.create_future()
             add_timer(deadline, w)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("clipper.queues")
 
 RING = 1024
+#: batches a queue must have seen before admission control trusts its estimate
+WARM_BATCHES = 16
 
 
 class ModelError:
@@ -81,6 +83,11 @@ class ModelQueue:
         self.batches = 0
         self.batched_inputs = 0
         self.dropped = 0
+        #: queries answered with the default at once because the queue ahead
+        #: of them could not be served within their SLO (admission control)
+        self.shed = 0
+        #: smoothed round-trip seconds of one batch (0.0 until warmed up)
+        self.batch_s = 0.0
         self._sizes = array("H", bytes(2 * RING))
         self._latencies = array("d", bytes(8 * RING))
         self._ring = 0
@@ -103,6 +110,20 @@ class ModelQueue:
     @property
     def connected(self) -> int:
         return len(self.replicas)
+
+    def can_meet(self, budget_s: float) -> bool:
+        """Whether an input queued now is likely to be answered within
+        ``budget_s``: the batches ahead of it, spread over the replicas at the
+        observed batch latency, must fit.  Under overload this lets the
+        frontend answer with the default at once instead of queueing work that
+        would miss its deadline anyway (and delay every later query)."""
+        batch_s = self.batch_s
+        replicas = len(self.replicas)
+        if batch_s == 0.0 or not replicas or self.batches < WARM_BATCHES:
+            return True
+        limit = self.policy.max_batch_size()
+        batches_ahead = (len(self.queue) + limit) // limit  # this input's batch included
+        return batches_ahead * batch_s <= budget_s * replicas
 
     # -- queries -----------------------------------------------------------
     def requeue(self, batch: list[Evaluation]) -> None:
@@ -163,6 +184,10 @@ class ModelQueue:
         self._sizes[i] = min(n, 65535)
         self._latencies[i] = latency_s
         self._ring = (i + 1) % RING
+        # Exponentially smoothed; the first batches (imports, warm-up) are left out.
+        if self.batches > WARM_BATCHES // 2:
+            prev = self.batch_s
+            self.batch_s = latency_s if prev == 0.0 else prev + 0.2 * (latency_s - prev)
         self.policy.on_batch_done(n, latency_s, self.slo_s)
         if replica.identity in self.replicas:
             self.idle.append(replica)
@@ -184,5 +209,7 @@ class ModelQueue:
             "batch_latency_p50_ms": lats[count // 2] * 1000 if count else 0.0,
             "batch_latency_p99_ms": lats[min(count - 1, int(count * 0.99))] * 1000 if count else 0.0,
             "dropped_expired": self.dropped,
+            "shed_overload": self.shed,
+            "batch_latency_smoothed_ms": self.batch_s * 1000,
             "batching": self.policy.describe(),
         }
