@@ -4,7 +4,10 @@ cannot serve within its SLO is answered with the default at once."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from clipper_core.batching import FixedPolicy
 from clipper_frontends.queues import WARM_BATCHES, Evaluation, ModelQueue
@@ -33,61 +36,51 @@ def _evaluation(loop: asyncio.AbstractEventLoop, i: int) -> Evaluation:
     return Evaluation(("m", "1", b"%d" % i), b"x", loop.create_future(), loop.time() + 60)
 
 
-def _warm(q: ModelQueue, sent: list[Any], loop: asyncio.AbstractEventLoop,
-          batch_s: float) -> None:
-    """Serve enough one-input batches of latency ``batch_s`` to trust the estimate."""
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+def _busy_queue(loop: asyncio.AbstractEventLoop, max_batch: int, batch_s: float) -> ModelQueue:
+    """A queue with one replica that has served enough batches of latency
+    ``batch_s`` for its estimate to be trusted, and is busy from now on."""
+    sent: list[Any] = []
+    q = _queue(max_batch, sent)
+    q.add_replica(_Replica(b"r1"))  # type: ignore[arg-type]
     for i in range(WARM_BATCHES + 4):
         q.queue.append(_evaluation(loop, i))
         q.dispatch(force=True)
         replica, batch = sent.pop()
         q.batch_done(replica, batch, [b"1"] * len(batch), batch_s)
+    q.idle.clear()
+    return q
 
 
-def test_admits_everything_until_warmed_up() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        sent: list[Any] = []
-        q = _queue(1, sent)
-        q.add_replica(_Replica(b"r1"))  # type: ignore[arg-type]
-        q.queue.extend(_evaluation(loop, i) for i in range(1000))
-        assert q.can_meet(0.001)  # no estimate yet: never shed on a guess
-    finally:
-        loop.close()
+def test_admits_everything_until_warmed_up(loop: asyncio.AbstractEventLoop) -> None:
+    q = _queue(1, [])
+    q.add_replica(_Replica(b"r1"))  # type: ignore[arg-type]
+    q.queue.extend(_evaluation(loop, i) for i in range(1000))
+    assert q.can_meet(0.001)  # no estimate yet: never shed on a guess
 
 
-def test_sheds_when_the_queue_ahead_exceeds_the_slo() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        sent: list[Any] = []
-        q = _queue(1, sent)
-        r1 = _Replica(b"r1")
-        q.add_replica(r1)  # type: ignore[arg-type]
-        _warm(q, sent, loop, 0.002)  # 2 ms per batch of one
-        assert abs(q.batch_s - 0.002) < 1e-9
-        q.idle.clear()  # the replica is busy from here on
-        q.queue.extend(_evaluation(loop, 100 + i) for i in range(9))
-        assert q.can_meet(0.020)        # 10th input: 10 x 2 ms fits 20 ms
-        q.queue.append(_evaluation(loop, 200))
-        assert not q.can_meet(0.020)    # 11th would wait 22 ms
-        q.add_replica(_Replica(b"r2"))  # type: ignore[arg-type]
-        q.idle.clear()
-        assert q.can_meet(0.020)        # two replicas share the queue
-        assert q.describe()["batch_latency_smoothed_ms"] > 0
-    finally:
-        loop.close()
+def test_sheds_when_the_queue_ahead_exceeds_the_slo(loop: asyncio.AbstractEventLoop) -> None:
+    q = _busy_queue(loop, 1, 0.002)  # 2 ms per batch of one
+    assert abs(q.batch_s - 0.002) < 1e-9
+    q.queue.extend(_evaluation(loop, 100 + i) for i in range(9))
+    assert q.can_meet(0.020)        # 10th input: 10 x 2 ms fits 20 ms
+    q.queue.append(_evaluation(loop, 200))
+    assert not q.can_meet(0.020)    # 11th would wait 22 ms
+    q.add_replica(_Replica(b"r2"))  # type: ignore[arg-type]
+    q.idle.clear()
+    assert q.can_meet(0.020)        # two replicas share the queue
+    assert q.describe()["batch_latency_smoothed_ms"] > 0
 
 
-def test_batches_count_not_inputs() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        sent: list[Any] = []
-        q = _queue(32, sent)
-        q.add_replica(_Replica(b"r1"))  # type: ignore[arg-type]
-        _warm(q, sent, loop, 0.005)
-        q.idle.clear()
-        q.queue.extend(_evaluation(loop, 100 + i) for i in range(100))
-        assert q.can_meet(0.020)        # 4 batches of 32 x 5 ms = 20 ms
-        q.queue.extend(_evaluation(loop, 300 + i) for i in range(40))
-        assert not q.can_meet(0.020)    # 5 batches = 25 ms
-    finally:
-        loop.close()
+def test_batches_count_not_inputs(loop: asyncio.AbstractEventLoop) -> None:
+    q = _busy_queue(loop, 32, 0.005)
+    q.queue.extend(_evaluation(loop, 100 + i) for i in range(100))
+    assert q.can_meet(0.020)        # 4 batches of 32 x 5 ms = 20 ms
+    q.queue.extend(_evaluation(loop, 300 + i) for i in range(40))
+    assert not q.can_meet(0.020)    # 5 batches = 25 ms
