@@ -320,13 +320,47 @@ def test_replica_killed_mid_load(tmp_path: Path) -> None:
                 assert b["default_explanation"].startswith("Failed to retrieve")
         served = sum(not b["default"] for b in bodies)
         assert served / len(bodies) > 0.9, f"only {served} of {len(bodies)} served"
-        try:
-            wait_until(lambda: s.connected("m") == 1, timeout=5, what="killed replica dropped")
-        except AssertionError:
-            # Known bug (open): the RPC server's socket monitor does not report
-            # the TCP disconnect here; a dead replica is only dropped when a
-            # send to it fails, so one killed with a batch in flight lingers.
-            pytest.xfail("killed replica not dropped: socket-monitor disconnect not seen")
+        wait_until(lambda: s.connected("m") == 1, timeout=5, what="killed replica dropped")
+    finally:
+        s.close()
+
+
+HANGS = """
+import time
+def predict(inputs):
+    time.sleep(60)
+    return ["never"] * len(inputs)
+"""
+
+
+def test_batch_in_flight_on_a_killed_replica_is_answered_by_another(tmp_path: Path) -> None:
+    # The victim holds the batch; its TCP disconnect must be noticed at once
+    # and the batch handed to the surviving replica, well inside the SLO.
+    s = Serving(tmp_path)
+    try:
+        s.start_frontend()
+        s.deploy("app", "m", slo_micros=20_000_000)
+        victim = s.start_replica(write_model(tmp_path / "hang", HANGS), "m", "1")
+        s.wait_connected("m", 1)
+
+        async def scenario() -> tuple[httpx.Response, float]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                query = asyncio.create_task(client.post(
+                    f"http://127.0.0.1:{s.port}/app/predict", json={"input": [2.0, 3.0]}))
+                await asyncio.sleep(1.0)  # the batch is now on the victim
+                await asyncio.to_thread(s.start_replica,
+                                        write_model(tmp_path / "ok", SUM_MODEL), "m", "1")
+                await asyncio.to_thread(s.wait_connected, "m", 2)
+                killed_at = time.monotonic()
+                kill(victim)
+                response = await query
+                return response, time.monotonic() - killed_at
+
+        response, after_kill = asyncio.run(scenario())
+        body = response.json()
+        assert body["default"] is False and body["output"] == 5.0, body
+        assert after_kill < 5.0, f"answered {after_kill:.1f} s after the kill"
+        wait_until(lambda: s.connected("m") == 1, timeout=2, what="killed replica dropped")
     finally:
         s.close()
 

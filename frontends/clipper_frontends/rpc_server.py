@@ -100,6 +100,12 @@ class RPCServer:
         self._sock = sock
         loop.add_reader(sock.getsockopt(zmq.FD), self._on_readable)
         loop.add_reader(self._monitor.getsockopt(zmq.FD), self._on_monitor)
+        # A ZeroMQ FD is edge-triggered: it signals only after the socket's
+        # pending commands were processed by reading ZMQ_EVENTS.  Without this
+        # first look the monitor's FD never turns readable and disconnects go
+        # unnoticed.
+        self._on_readable()
+        self._on_monitor()
         self._janitor = loop.create_task(self._drop_silent())
 
     def close(self) -> None:
