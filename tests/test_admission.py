@@ -61,8 +61,26 @@ def _busy_queue(loop: asyncio.AbstractEventLoop, max_batch: int, batch_s: float)
 def test_admits_everything_until_warmed_up(loop: asyncio.AbstractEventLoop) -> None:
     q = _queue(1, [])
     q.add_replica(_Replica(b"r1"))  # type: ignore[arg-type]
+    q.idle.clear()
     q.queue.extend(_evaluation(loop, i) for i in range(1000))
     assert q.can_meet(0.001)  # no estimate yet: never shed on a guess
+
+
+def test_an_idle_replica_always_admits_so_a_latency_spike_cannot_lock_the_queue(
+        loop: asyncio.AbstractEventLoop) -> None:
+    # One slow stretch pushed the estimate past the SLO.  Were the queue to
+    # shed while a replica sits idle, no batch would ever run again to bring
+    # the estimate back down, and every later query would get the default.
+    q = _busy_queue(loop, 1, 0.040)
+    assert not q.can_meet(0.020)  # busy: 40 ms per batch misses 20 ms
+    replica = next(iter(q.replicas.values()))
+    q.idle.append(replica)
+    assert q.can_meet(0.020)
+    q.queue.append(_evaluation(loop, 300))
+    q.dispatch(force=True)
+    sent_replica, batch = replica, replica.inflight
+    q.batch_done(sent_replica, batch, [b"1"], 0.002)
+    assert q.batch_s < 0.040  # real batches bring the estimate back down
 
 
 def test_sheds_when_the_queue_ahead_exceeds_the_slo(loop: asyncio.AbstractEventLoop) -> None:

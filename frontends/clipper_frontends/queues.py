@@ -119,7 +119,10 @@ class ModelQueue:
         would miss its deadline anyway (and delay every later query)."""
         batch_s = self.batch_s
         replicas = len(self.replicas)
-        if batch_s == 0.0 or not replicas or self.batches < WARM_BATCHES:
+        # An idle replica takes the input at once.  Admitting then also keeps
+        # the estimate alive: a latency spike can only be outgrown by batches
+        # that are actually sent.
+        if self.idle or batch_s == 0.0 or not replicas or self.batches < WARM_BATCHES:
             return True
         limit = self.policy.max_batch_size()
         batches_ahead = (len(self.queue) + limit) // limit  # this input's batch included
