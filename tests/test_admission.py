@@ -39,7 +39,9 @@ def _evaluation(loop: asyncio.AbstractEventLoop, i: int) -> Evaluation:
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
     lp = asyncio.new_event_loop()
+    asyncio.set_event_loop(lp)  # a ModelQueue takes the current loop
     yield lp
+    asyncio.set_event_loop(None)
     lp.close()
 
 
@@ -102,3 +104,23 @@ def test_batches_count_not_inputs(loop: asyncio.AbstractEventLoop) -> None:
     assert q.can_meet(0.020)        # 4 batches of 32 x 5 ms = 20 ms
     q.queue.extend(_evaluation(loop, 300 + i) for i in range(40))
     assert not q.can_meet(0.020)    # 5 batches = 25 ms
+
+
+def test_deadline_timer_forgets_answered_queries(loop: asyncio.AbstractEventLoop) -> None:
+    # It must hold the queries in flight, not every query of the last SLO.
+    from clipper_frontends.query import _TIMEOUT, DeadlineTimer
+
+    timer = DeadlineTimer(loop)
+    deadline = loop.time() + 3.0
+    for _ in range(1000):
+        w = loop.create_future()
+        timer.add(deadline, w)
+        w.set_result("answered")
+    waiting = loop.create_future()
+    timer.add(deadline, waiting)
+    assert len(timer._entries) == 1
+    timer._handle.cancel()  # type: ignore[union-attr]
+    timer._handle = None
+    timer._entries[0] = (loop.time() - 1.0, waiting)
+    timer._fire()
+    assert waiting.result() is _TIMEOUT

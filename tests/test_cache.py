@@ -56,3 +56,16 @@ def test_zero_size_disables_and_oversized_entries_are_skipped() -> None:
     assert len(small) == 0
     with pytest.raises(ValueError):
         PredictionCache(-1)
+
+
+def test_a_full_cache_of_scalar_outputs_leaves_nothing_for_the_garbage_collector() -> None:
+    # Full collections walk every tracked object; a cache entry per prediction
+    # once made them stall a busy frontend for tens of milliseconds.
+    import gc
+
+    c = PredictionCache(1 << 20)
+    for i in range(2000):
+        c.put(key(i), float(i), 8)
+    gc.collect()
+    tracked = sum(gc.is_tracked(e) for e in c._entries.values())
+    assert tracked == 0
