@@ -62,10 +62,12 @@ def predict(inputs):
 """
 
 
-@pytest.fixture(scope="module")
-def serving(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=["builtin", "uvicorn"])
+def serving(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    # The same contract from both HTTP servers: the built-in one (default)
+    # and uvicorn (--http-server uvicorn).
     tmp = tmp_path_factory.mktemp("serving")
-    s = Serving(tmp, max_body=64 * 1024)
+    s = Serving(tmp, max_body=64 * 1024, http_server=request.param)
     s.start_frontend()
     models = tmp / "models"
     s.deploy("sum", "summer")

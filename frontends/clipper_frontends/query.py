@@ -49,8 +49,11 @@ SLO_MISSED = "Failed to retrieve a prediction response within the specified late
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 RING = 4096
 
-_TIMEOUT = object()
+#: the value of a query's future when its SLO passed first
+TIMEOUT = object()
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_METHOD_NOT_ALLOWED = orjson.dumps({"error": "Method not allowed",
+                                   "cause": "use POST /{app}/predict"})
 
 
 def _parse_output(out: bytes) -> Any:
@@ -142,7 +145,7 @@ class DeadlineTimer:
                 return
             entries.popleft()
             if not waiter.done():
-                waiter.set_result(_TIMEOUT)
+                waiter.set_result(TIMEOUT)
 
 
 class AppRoute:
@@ -430,36 +433,35 @@ class QueryFrontend:
             if not w.done():
                 w.set_result(value)
 
-    async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        t0 = time.perf_counter()
-        parts = scope["path"].strip("/").split("/")
+    def route_for(self, path: str) -> AppRoute:
+        """The application of a ``/{app}/predict`` path; HTTPError 404 if none."""
+        parts = path.strip("/").split("/")
         route = self.routes.get(parts[0]) if len(parts) == 2 else None
         if route is None:
-            await _send_json(send, 404, {"error": "Application not found",
-                                         "cause": f"No application named {parts[0]!r} is "
-                                                  "registered"})
-            return
-        body = await self._read_body(scope, receive, send)
-        if body is None:
-            return
+            raise HTTPError(404, {"error": "Application not found",
+                                  "cause": f"No application named {parts[0]!r} is registered"})
+        return route
+
+    def start_query(self, route: AppRoute, body: bytes) -> tuple[list[Any], bool]:
+        """Parse a request body and start its evaluations: one waiter (a
+        future, or a value already known) per input, and whether it was an
+        ``input_batch``.  HTTPError 400 for a bad body."""
         try:
-            outcome = self._prepare(route, body)
+            return self._prepare(route, body)
         except ValidationError as exc:
             route.metrics.errors += 1
-            await _send_json(send, 400, {"error": exc.fields.get("error", "Json error"),
-                                         "cause": exc.msg})
-            return
-        waiters, batch = outcome
+            raise HTTPError(400, {"error": exc.fields.get("error", "Json error"),
+                                  "cause": exc.msg}) from None
+
+    def render(self, route: AppRoute, values: list[Any], batch: bool, t0: float) -> bytes:
+        """The response body for the answered ``values``; records the
+        request in the app's metrics (``t0``: when it arrived)."""
         results = []
         defaults = 0
-        for w in waiters:
-            if isinstance(w, asyncio.Future):
-                value = await w
-            else:
-                value = w
+        for value in values:
             qid = self._next_query_id
             self._next_query_id = qid + 1
-            if value is _TIMEOUT:
+            if value is TIMEOUT:
                 defaults += 1
                 results.append({"query_id": qid, "output": route.default_value, "default": True,
                                 "default_explanation": SLO_MISSED})
@@ -474,10 +476,26 @@ class QueryFrontend:
             else:
                 results.append({"query_id": qid, "output": value, "default": False})
         payload = orjson.dumps({"batch_predictions": results} if batch else results[0])
+        route.metrics.record(time.perf_counter() - t0, len(results), defaults)
+        return payload
+
+    async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """``POST /{app}/predict`` as ASGI (the uvicorn server)."""
+        t0 = time.perf_counter()
+        try:
+            route = self.route_for(scope["path"])
+            body = await self._read_body(scope, receive, send)
+            if body is None:
+                return
+            waiters, batch = self.start_query(route, body)
+        except HTTPError as exc:
+            await _send_json(send, exc.status, exc.body)
+            return
+        values = [await w if isinstance(w, asyncio.Future) else w for w in waiters]
+        payload = self.render(route, values, batch, t0)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % len(payload))]})
         await send({"type": "http.response.body", "body": payload})
-        route.metrics.record(time.perf_counter() - t0, len(results), defaults)
 
     async def _read_body(self, scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
         limit = self.max_body
@@ -553,7 +571,7 @@ class QueryFrontend:
             if not admit and key not in pending:
                 # Overloaded: the default now beats the default at the deadline.
                 queue.shed += 1
-                waiters.append(_TIMEOUT)
+                waiters.append(TIMEOUT)
                 continue
             w = loop.create_future()
             add_timer(deadline, w)
@@ -583,6 +601,29 @@ class QueryFrontend:
         return self._queue(model, version, route.input_type)
 
     # -- other routes ------------------------------------------------------
+    def answer_other(self, method: bytes, path: str) -> tuple[int, bytes]:
+        """Every route but ``POST /{app}/predict``, for the built-in server."""
+        if method in (b"GET", b"HEAD"):
+            if path == "/metrics":
+                return 200, orjson.dumps(self.describe(), option=orjson.OPT_NON_STR_KEYS)
+            if path == "/healthz":
+                return 200, b'{"status":"ok"}'
+            if path == "/readyz":
+                status, body = self.readiness()
+                return status, orjson.dumps(body)
+        if path.endswith("/predict") or path.endswith("/predict/"):
+            return 405, _METHOD_NOT_ALLOWED
+        return 404, orjson.dumps({"error": "Not found",
+                                  "cause": f"no route {path}; use POST /{{app}}/predict"})
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        ready = self.store_healthy and self.snapshot is not None
+        body = {"ready": ready, "store_healthy": self.store_healthy,
+                "configuration_loaded": self.snapshot is not None}
+        if self.store_error:
+            body["error"] = self.store_error
+        return (200 if ready else 503), body
+
     async def metrics_endpoint(self, request: Request) -> Response:
         return Response(orjson.dumps(self.describe(), option=orjson.OPT_NON_STR_KEYS),
                         media_type="application/json")
@@ -605,18 +646,20 @@ class QueryFrontend:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def readyz(self, request: Request) -> Response:
-        ready = self.store_healthy and self.snapshot is not None
-        body = {"ready": ready, "store_healthy": self.store_healthy,
-                "configuration_loaded": self.snapshot is not None}
-        if self.store_error:
-            body["error"] = self.store_error
-        return Response(orjson.dumps(body), status_code=200 if ready else 503,
-                        media_type="application/json")
+        status, body = self.readiness()
+        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
     async def method_not_allowed(self, request: Request) -> Response:
-        return Response(orjson.dumps({"error": "Method not allowed",
-                                      "cause": "use POST /{app}/predict"}),
-                        status_code=405, media_type="application/json")
+        return Response(_METHOD_NOT_ALLOWED, status_code=405, media_type="application/json")
+
+
+class HTTPError(Exception):
+    """A request answered with an error status and a JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("cause", ""))
+        self.status = status
+        self.body = body
 
 
 class _NoModel:
@@ -650,18 +693,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frontend-id", default=None)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     parser.add_argument("--replica-silence-s", type=float, default=15.0)
+    parser.add_argument("--http-server", choices=("builtin", "uvicorn"),
+                        default=os.environ.get("CLIPPER_HTTP_SERVER", "builtin"),
+                        help="the built-in httptools server (default) or uvicorn (ASGI)")
     parser.add_argument("--log-level", default=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import uvicorn
-
     app = create_app(args.store, rpc_host=args.rpc_host, rpc_port=args.rpc_port,
                      cache_size=args.cache_size, frontend_id=args.frontend_id,
                      max_body_bytes=args.max_body_bytes,
                      replica_silence_s=args.replica_silence_s, freeze_gc=True)
     log.info("plugins: %s", ", ".join(f"{p.name} {p.version or ''}".strip()
                                       for p in plugins.list_plugins()))
+    if args.http_server == "builtin":
+        from .httpserver import serve
+
+        serve(app, args.host, args.port)
+        return
+    import uvicorn
+
     # No proxy-header rewriting, Server or Date headers: per-request work the
     # frontend does not need (measured: bench/HISTORY.md).
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
@@ -670,4 +721,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the package module's main, not this __main__ copy: the HTTP server
+    # imports clipper_frontends.query, and its classes must be the same ones.
+    from clipper_frontends.query import main as _main
+
+    _main()
