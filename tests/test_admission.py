@@ -108,7 +108,7 @@ def test_batches_count_not_inputs(loop: asyncio.AbstractEventLoop) -> None:
 
 def test_deadline_timer_forgets_answered_queries(loop: asyncio.AbstractEventLoop) -> None:
     # It must hold the queries in flight, not every query of the last SLO.
-    from clipper_frontends.query import _TIMEOUT, DeadlineTimer
+    from clipper_frontends.query import TIMEOUT, DeadlineTimer
 
     timer = DeadlineTimer(loop)
     deadline = loop.time() + 3.0
@@ -123,4 +123,4 @@ def test_deadline_timer_forgets_answered_queries(loop: asyncio.AbstractEventLoop
     timer._handle = None
     timer._entries[0] = (loop.time() - 1.0, waiting)
     timer._fire()
-    assert waiting.result() is _TIMEOUT
+    assert waiting.result() is TIMEOUT

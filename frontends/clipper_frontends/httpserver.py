@@ -84,7 +84,11 @@ class _Gather:
         values = [(w.result() if not w.cancelled() else TIMEOUT) if type(w) is _Future else w
                   for w in self.waiters]
         proto = self.proto
-        payload = proto.frontend.render(self.route, values, self.batch, self.request.t0)
+        try:
+            payload = proto.frontend.render(self.route, values, self.batch, self.request.t0)
+        except Exception as exc:  # a bug: answer 500 rather than hang the client
+            proto.fail(self.request, exc)
+            return
         proto.respond(200, payload, self.request)
 
 
@@ -233,11 +237,14 @@ class QueryProtocol(asyncio.Protocol):
         try:
             self._answer(request)
         except Exception as exc:  # a bug: answer 500 rather than hang the client
-            log.exception("error answering %s %s", request.method.decode(), request.path)
             if self.busy:
-                self.respond(500, orjson.dumps({"error": "Internal server error",
-                                                "cause": f"{type(exc).__name__}: {exc}"}),
-                             request)
+                self.fail(request, exc)
+
+    def fail(self, request: _Request, exc: Exception) -> None:
+        log.error("error answering %s %s", request.method.decode(), request.path,
+                  exc_info=exc)
+        self.respond(500, orjson.dumps({"error": "Internal server error",
+                                        "cause": f"{type(exc).__name__}: {exc}"}), request)
 
     def _answer(self, request: _Request) -> None:
         if request.error is not None:
