@@ -192,6 +192,13 @@ class ModelVersion:
                    batching_policy=None if policy in (None, derived) else policy)
 
 
+#: Seconds a replica record stays "connected" without being renewed.  Each
+#: query frontend renews the records of its connected replicas every third
+#: of this; a frontend that was killed (no chance to delete its records)
+#: stops renewing, and readers then report its replicas as disconnected.
+REPLICA_LEASE_S = 30.0
+
+
 @attrs.frozen(kw_only=True)
 class Replica:
     """A model replica as a query frontend sees it over RPC."""
@@ -205,8 +212,12 @@ class Replica:
     connected: bool = True
     #: Which query frontend sees it (a frontend id), for several frontends.
     frontend: str = ""
-    #: Unix time of the last message from the replica.
+    #: Unix time the frontend last wrote (or renewed) this record.
     last_seen: float = 0.0
+
+    def live(self, now: float, lease_s: float = REPLICA_LEASE_S) -> bool:
+        """Connected, by a record renewed within the lease."""
+        return self.connected and now - self.last_seen <= lease_s
 
     def to_wire(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "model_version": self.model_version,

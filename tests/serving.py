@@ -29,7 +29,8 @@ class Serving:
     """One query frontend process on a SQLite store, plus model replicas."""
 
     def __init__(self, tmp: Path, *, cache_size: int = 32 * 1024 * 1024,
-                 max_body: int | None = None, http_server: str | None = None) -> None:
+                 max_body: int | None = None, http_server: str | None = None,
+                 frontend_args: tuple[str, ...] = ()) -> None:
         self.tmp = tmp
         self.url = f"sqlite:///{tmp / 'state.db'}"
         self.store = open_store(self.url)
@@ -38,6 +39,7 @@ class Serving:
         self.cache_size = cache_size
         self.max_body = max_body
         self.http_server = http_server
+        self.frontend_args = list(frontend_args)
         self.frontend: subprocess.Popen[bytes] | None = None
         self.replicas: list[subprocess.Popen[bytes]] = []
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
@@ -53,6 +55,7 @@ class Serving:
             args += ["--max-body-bytes", str(self.max_body)]
         if self.http_server is not None:
             args += ["--http-server", self.http_server]
+        args += self.frontend_args
         log = open(self.tmp / f"frontend-{len(self._logs)}.log", "wb")
         self._logs.append(log)
         self.frontend = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -485,14 +486,15 @@ def test_replicas_merge_frontend_and_manager_views(conn: ClipperConnection,
     store = open_store(mgmt.store_url)
     try:
         # What a query frontend writes when replicas connect over RPC.
+        now = time.time()
         store.put_replica(Replica(model_name="m-rep", model_version="1", replica_id="0",
                                   input_type=InputType.BYTES, frontend="qf-0",
-                                  last_seen=5.0))
+                                  last_seen=now - 5))
         store.put_replica(Replica(model_name="m-rep", model_version="1", replica_id="0",
                                   input_type=InputType.BYTES, connected=False,
-                                  frontend="qf-1", last_seen=1.0))
+                                  frontend="qf-1", last_seen=now - 9))
         store.put_replica(Replica(model_name="m-rep", model_version="1", replica_id="9",
-                                  input_type=InputType.BYTES, frontend="qf-0"))
+                                  input_type=InputType.BYTES, frontend="qf-0", last_seen=now))
     finally:
         store.close()
     names = [r for r in conn.get_all_model_replicas() if r.startswith("m-rep:")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from conftest import ROOT
 from starlette.testclient import TestClient
 
-from clipper_core.models import InputType, Replica
+from clipper_core.models import REPLICA_LEASE_S, InputType, Replica
 from clipper_core.plugins import open_store
 from clipper_frontends.management import create_app
 
@@ -176,16 +177,21 @@ def test_links(client: TestClient, store: Any) -> None:
 
 
 def test_containers(client: TestClient, store: Any) -> None:
-    for frontend, connected, seen in (("a", False, 9.0), ("b", True, 1.0)):
+    now = time.time()
+    for frontend, connected, seen in (("a", False, now - 1), ("b", True, now - 5)):
         store.put_replica(Replica(model_name="m", model_version="1", replica_id="0",
                                   input_type=InputType.DOUBLES, connected=connected,
                                   frontend=frontend, last_seen=seen))
     store.put_replica(Replica(model_name="m", model_version="1", replica_id="1",
-                              input_type=InputType.DOUBLES, frontend="a"))
-    assert post(client, "get_all_containers").json() == ["m:1:0", "m:1:1"]
+                              input_type=InputType.DOUBLES, frontend="a", last_seen=now))
+    # A record of a frontend that was killed: never deleted, no longer renewed.
+    store.put_replica(Replica(model_name="m", model_version="1", replica_id="2",
+                              input_type=InputType.DOUBLES, frontend="killed",
+                              last_seen=now - REPLICA_LEASE_S - 1))
+    assert post(client, "get_all_containers").json() == ["m:1:0", "m:1:1", "m:1:2"]
     verbose = post(client, "get_all_containers", {"verbose": True}).json()
-    assert [(r["model_replica_id"], r["connected"]) for r in verbose] == [("0", True),
-                                                                           ("1", True)]
+    assert [(r["model_replica_id"], r["connected"]) for r in verbose] == [
+        ("0", True), ("1", True), ("2", False)]
     one = post(client, "get_container", {"model_name": "m", "model_version": "1",
                                          "replica_id": 0}).json()
     assert one["frontend"] == "b" and one["input_type"] == "doubles"

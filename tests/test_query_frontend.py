@@ -396,3 +396,27 @@ def test_replica_started_before_frontend_connects(tmp_path: Path) -> None:
         assert s.post("app", {"input": [3.0]}).json()["output"] == 3.0
     finally:
         s.close()
+
+
+def test_replica_records_are_renewed_while_connected(tmp_path: Path) -> None:
+    # The lease: a live frontend keeps rewriting its replicas' records, so a
+    # record that stops changing belongs to a frontend that died unannounced.
+    s = Serving(tmp_path, frontend_args=("--replica-lease-s", "1.5"))
+    try:
+        s.start_frontend()
+        s.deploy("app", "m")
+        s.start_replica(write_model(tmp_path / "m", SUM_MODEL), "m", "1")
+        s.wait_connected("m")
+        wait_until(lambda: len(s.store.list_replicas()) == 1, timeout=5, what="replica record")
+        first = s.store.list_replicas()[0].last_seen
+        wait_until(lambda: s.store.list_replicas()[0].last_seen > first, timeout=5,
+                   what="the replica record renewed")
+        record = s.store.list_replicas()[0]
+        assert record.connected and record.live(time.time(), lease_s=1.5)
+        assert s.frontend is not None
+        kill(s.frontend)  # no chance to delete its records
+        time.sleep(2.0)
+        record = s.store.list_replicas()[0]
+        assert record.connected and not record.live(time.time(), lease_s=1.5)
+    finally:
+        s.close()

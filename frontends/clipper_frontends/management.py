@@ -21,9 +21,11 @@ import hmac
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import attrs
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -222,9 +224,13 @@ def get_model(store: StateStore, body: dict[str, Any]) -> Any:
 
 
 def _merged_replicas(store: StateStore) -> list[Replica]:
-    """One entry per (model, version, replica id): connected if any frontend sees it."""
+    """One entry per (model, version, replica id): connected if any frontend
+    sees it and renewed its record within the lease."""
     merged: dict[tuple[str, str, str], Replica] = {}
+    now = time.time()
     for r in store.list_replicas():
+        if r.connected and not r.live(now):
+            r = attrs.evolve(r, connected=False)  # its frontend stopped renewing it
         key = (r.model_name, r.model_version, r.replica_id)
         seen = merged.get(key)
         if seen is None or (r.connected and not seen.connected) or (

@@ -37,7 +37,13 @@ from clipper_core import plugins, rpc
 from clipper_core.cache import MISS, PredictionCache
 from clipper_core.errors import ValidationError
 from clipper_core.interfaces import StateStore
-from clipper_core.models import Application, InputType, ModelVersion, Snapshot
+from clipper_core.models import (
+    REPLICA_LEASE_S,
+    Application,
+    InputType,
+    ModelVersion,
+    Snapshot,
+)
 
 from .queues import Evaluation, ModelError, ModelQueue
 from .rpc_server import ReplicaConn, RPCServer
@@ -174,9 +180,11 @@ class QueryFrontend:
                  rpc_port: int = 7000, cache_size: int = 32 * 1024 * 1024,
                  frontend_id: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
                  replica_silence_s: float = 15.0, pm: Any = None,
-                 freeze_gc: bool = False) -> None:
+                 freeze_gc: bool = False, replica_lease_s: float = REPLICA_LEASE_S) -> None:
         self._store_arg = store
         self._freeze_gc = freeze_gc
+        #: replica records are renewed every third of this (see REPLICA_LEASE_S)
+        self.replica_lease_s = replica_lease_s
         self.store: StateStore | None = store if not isinstance(store, str) else None
         self.frontend_id = frontend_id or f"{socket.gethostname()}-{os.getpid()}"
         self.max_body = max_body_bytes
@@ -285,8 +293,9 @@ class QueryFrontend:
     async def _janitor(self) -> None:
         """Safety net for lost notifications, and the store's health check."""
         assert self._loop is not None and self.store is not None
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(min(1.0, self.replica_lease_s / 3))
             try:
                 rev = await self._loop.run_in_executor(None, self.store.revision)
             except Exception as exc:
@@ -294,6 +303,9 @@ class QueryFrontend:
                 continue
             if self._replicas_stale:
                 await self._loop.run_in_executor(None, self._sync_replicas)
+            if time.monotonic() - renewed >= self.replica_lease_s / 3:
+                renewed = time.monotonic()
+                await self._loop.run_in_executor(None, self._renew_replicas)
             if not self.store_healthy or self.snapshot is None or rev != self.snapshot.revision:
                 await self.reload()
 
@@ -395,6 +407,20 @@ class QueryFrontend:
         except Exception as exc:
             self._replicas_stale = True
             log.warning("state store write failed (redone when the store is back): %s", exc)
+
+    def _renew_replicas(self) -> None:
+        """Renew the lease of every connected replica's record (executor
+        thread), so readers can tell them from those of a killed frontend."""
+        store = self.store
+        assert store is not None
+        for replica in list(self.rpc.replicas.values()):
+            try:
+                store.put_replica(replica.to_model(self.frontend_id, True))
+            except Exception as exc:
+                self._replicas_stale = True
+                log.warning("renewing replica records failed (redone when the store is "
+                            "back): %s", exc)
+                return
 
     def _sync_replicas(self) -> None:
         """Make this frontend's replica records match the replicas connected
@@ -693,6 +719,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frontend-id", default=None)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     parser.add_argument("--replica-silence-s", type=float, default=15.0)
+    parser.add_argument("--replica-lease-s", type=float, default=REPLICA_LEASE_S)
     parser.add_argument("--http-server", choices=("builtin", "uvicorn"),
                         default=os.environ.get("CLIPPER_HTTP_SERVER", "builtin"),
                         help="the built-in httptools server (default) or uvicorn (ASGI)")
@@ -703,7 +730,8 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(args.store, rpc_host=args.rpc_host, rpc_port=args.rpc_port,
                      cache_size=args.cache_size, frontend_id=args.frontend_id,
                      max_body_bytes=args.max_body_bytes,
-                     replica_silence_s=args.replica_silence_s, freeze_gc=True)
+                     replica_silence_s=args.replica_silence_s,
+                     replica_lease_s=args.replica_lease_s, freeze_gc=True)
     log.info("plugins: %s", ", ".join(f"{p.name} {p.version or ''}".strip()
                                       for p in plugins.list_plugins()))
     if args.http_server == "builtin":
