@@ -188,6 +188,22 @@ def test_default_when_slo_missed_and_late_answer_cached(serving: Serving) -> Non
     assert body == {"query_id": body["query_id"], "output": "late", "default": False}
 
 
+def test_an_input_given_up_in_the_queue_is_evaluated_when_asked_again(
+        serving: Serving) -> None:
+    # The slow model (1 s) is busy with the first input while the second
+    # waits in the queue past its SLO; the queue then drops it unevaluated.
+    # Asked again, the second input must start a new evaluation (whose late
+    # answer fills the cache), not join the one that was given up.
+    first, second = [float(time.monotonic_ns())], [float(time.monotonic_ns() + 1)]
+    assert serving.post("slow", {"input": first}).json()["default"] is True
+    assert serving.post("slow", {"input": second}).json()["default"] is True
+    time.sleep(1.2)  # the first is answered; the second is dropped, expired
+    assert serving.post("slow", {"input": second}).json()["default"] is True
+    time.sleep(1.2)
+    body = serving.post("slow", {"input": second}).json()
+    assert body["default"] is False and body["output"] == "late"
+
+
 def test_model_that_raises_gives_default_with_error(serving: Serving) -> None:
     r = serving.post("raising", {"input_batch": [[-1.0]]})
     assert r.status_code == 200

@@ -1,8 +1,11 @@
 """The query frontend: ``POST /{app}/predict`` (SPEC.md section 2).
 
 One event loop does everything: HTTP, the prediction cache, the model
-queues and the ZeroMQ RPC socket.  The predict route is served by a lean
-ASGI handler (no routing table, no Request object); every other route
+queues and the ZeroMQ RPC socket.  By default HTTP is the frontend's own
+server (:mod:`.httpserver`), which calls :meth:`QueryFrontend.route_for`,
+:meth:`~QueryFrontend.start_query` and :meth:`~QueryFrontend.render`
+directly.  The frontend is also an ASGI app (``--http-server uvicorn``):
+there the predict route is a lean ASGI handler and the other routes
 (``/metrics``, ``/healthz``, ``/readyz``) and the lifespan go through a
 regular Starlette app.
 
@@ -377,7 +380,8 @@ class QueryFrontend:
         if queue is None:
             model = self.snapshot.models.get((name, version)) if self.snapshot else None
             queue = ModelQueue(name, version, int(input_type), self._policies["aimd"](model),
-                               self.rpc.send_batch, self._on_result)
+                               self.rpc.send_batch, self._on_result,
+                               on_dropped=self._on_dropped)
             if model is not None:
                 self._set_policy(queue, model)
             self.queues[(name, version)] = queue
@@ -414,6 +418,8 @@ class QueryFrontend:
         store = self.store
         assert store is not None
         for replica in list(self.rpc.replicas.values()):
+            if self.rpc.replicas.get(replica.identity) is not replica:
+                continue  # lost meanwhile (a record left by this race expires with its lease)
             try:
                 store.put_replica(replica.to_model(self.frontend_id, True))
             except Exception as exc:
@@ -504,6 +510,11 @@ class QueryFrontend:
         payload = orjson.dumps({"batch_predictions": results} if batch else results[0])
         route.metrics.record(time.perf_counter() - t0, len(results), defaults)
         return payload
+
+    def _on_dropped(self, ev: Evaluation) -> None:
+        """A queue gave up on an evaluation nobody waits for any more."""
+        if self.pending.get(ev.key) is ev:
+            del self.pending[ev.key]
 
     async def predict(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """``POST /{app}/predict`` as ASGI (the uvicorn server)."""

@@ -66,7 +66,8 @@ class ModelQueue:
     def __init__(self, model_name: str, model_version: str, input_type: int,
                  policy: BatchingPolicy, send_batch: Callable[[ReplicaConn, list[Evaluation]], bool],
                  on_result: Callable[[Evaluation, bytes], None],
-                 slo_s: float = 0.1) -> None:
+                 slo_s: float = 0.1,
+                 on_dropped: Callable[[Evaluation], None] | None = None) -> None:
         self.model_name = model_name
         self.model_version = model_version
         self.input_type = input_type
@@ -74,6 +75,9 @@ class ModelQueue:
         self.slo_s = slo_s
         self._send_batch = send_batch
         self._on_result = on_result
+        #: told of every evaluation given up unanswered (all its waiters
+        #: timed out), so the frontend forgets it
+        self._on_dropped = on_dropped or (lambda ev: None)
         self.queue: deque[Evaluation] = deque()
         self.replicas: dict[bytes, ReplicaConn] = {}
         self.idle: list[ReplicaConn] = []
@@ -133,7 +137,10 @@ class ModelQueue:
         """Put a lost batch back at the head of the queue (those still wanted)."""
         now = self._loop.time()
         for ev in reversed(batch):
-            if not ev.abandoned(now):
+            if ev.abandoned(now):
+                self.dropped += 1
+                self._on_dropped(ev)
+            else:
                 self.queue.appendleft(ev)
         self.dispatch()
 
@@ -163,6 +170,7 @@ class ModelQueue:
                 ev = queue.popleft()
                 if ev.abandoned(now):
                     self.dropped += 1
+                    self._on_dropped(ev)
                     continue
                 batch.append(ev)
             if not batch:
