@@ -167,18 +167,25 @@ class ModelRuntime:
         next_resolve = time.monotonic() + self.resolve_interval
         metadata = rpc.new_container(self.model_name, self.model_version, int(self.input_type))
         poll_ms = int(min(self.heartbeat_interval, 1.0) * 1000)
+        poller = zmq.Poller()
+        by_sock: dict[zmq.Socket, _Session] = {}
+        polled: list[_Session] = []
         try:
             while not self._stopping:
-                poller = zmq.Poller()
-                by_sock: dict[zmq.Socket, _Session] = {}
-                for s in self._sessions.values():
-                    poller.register(s.sock, zmq.POLLIN)
-                    poller.register(s.monitor, zmq.POLLIN)
-                    by_sock[s.sock] = s
-                    by_sock[s.monitor] = s
-                events = dict(poller.poll(poll_ms))
+                if polled != list(self._sessions.values()):
+                    # Sessions change rarely (discovery, a session timeout):
+                    # build the poller then, not once per batch.
+                    poller = zmq.Poller()
+                    by_sock = {}
+                    polled = list(self._sessions.values())
+                    for s in polled:
+                        poller.register(s.sock, zmq.POLLIN)
+                        poller.register(s.monitor, zmq.POLLIN)
+                        by_sock[s.sock] = s
+                        by_sock[s.monitor] = s
+                events = poller.poll(poll_ms)
                 now = time.monotonic()
-                for sock in events:
+                for sock, _ in events:
                     session = by_sock[sock]
                     if sock is session.monitor:
                         # (Re)connected: say hello now rather than at the next poll, so

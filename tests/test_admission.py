@@ -14,22 +14,32 @@ from clipper_frontends.queues import WARM_BATCHES, Evaluation, ModelQueue
 
 
 class _Replica:
+    """What a ModelQueue sees of a replica: its batches in flight."""
+
     def __init__(self, identity: bytes) -> None:
         self.identity = identity
-        self.inflight: list[Evaluation] = []
+        self.inflight: list[list[Evaluation]] = []
 
     def take_inflight(self) -> list[Evaluation]:
-        batch, self.inflight = self.inflight, []
-        return batch
+        evaluations = [ev for batch in self.inflight for ev in batch]
+        self.inflight = []
+        return evaluations
 
 
-def _queue(max_batch: int, sent: list[Any]) -> ModelQueue:
+def _queue(max_batch: int, sent: list[Any], pipeline_depth: int = 2) -> ModelQueue:
     def send(replica: Any, batch: list[Evaluation]) -> bool:
-        replica.inflight = batch
+        replica.inflight.append(batch)
         sent.append((replica, batch))
         return True
 
-    return ModelQueue("m", "1", 0, FixedPolicy(max_batch=max_batch), send, lambda ev, out: None)
+    return ModelQueue("m", "1", 0, FixedPolicy(max_batch=max_batch), send, lambda ev, out: None,
+                      pipeline_depth=pipeline_depth)
+
+
+def _answer(q: ModelQueue, replica: Any, batch: list[Evaluation], latency_s: float) -> None:
+    """The replica answers ``batch`` (as the RPC server reports it)."""
+    replica.inflight.remove(batch)
+    q.batch_done(replica, batch, [b"1"] * len(batch), latency_s)
 
 
 def _evaluation(loop: asyncio.AbstractEventLoop, i: int) -> Evaluation:
@@ -55,7 +65,7 @@ def _busy_queue(loop: asyncio.AbstractEventLoop, max_batch: int, batch_s: float)
         q.queue.append(_evaluation(loop, i))
         q.dispatch(force=True)
         replica, batch = sent.pop()
-        q.batch_done(replica, batch, [b"1"] * len(batch), batch_s)
+        _answer(q, replica, batch, batch_s)
     q.idle.clear()
     return q
 
@@ -80,8 +90,7 @@ def test_an_idle_replica_always_admits_so_a_latency_spike_cannot_lock_the_queue(
     assert q.can_meet(0.020)
     q.queue.append(_evaluation(loop, 300))
     q.dispatch(force=True)
-    sent_replica, batch = replica, replica.inflight
-    q.batch_done(sent_replica, batch, [b"1"], 0.002)
+    _answer(q, replica, replica.inflight[-1], 0.002)
     assert q.batch_s < 0.040  # real batches bring the estimate back down
 
 

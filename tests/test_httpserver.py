@@ -136,6 +136,42 @@ def test_expect_100_continue(serving: Serving) -> None:
     assert status == 200 and json.loads(out)["output"] == 9.0
 
 
+def test_100_continue_waits_for_the_earlier_answer(serving: Serving) -> None:
+    # A request with "Expect: 100-continue" pipelined behind one still being
+    # answered: the interim 100 must not come before the first answer (the
+    # client would take it for that answer's status), but right after it.
+    # (Each test asks the slow model something new: a cached answer would not
+    # keep the connection busy.)
+    body = b'{"input": [2, 2]}'
+    head = _post("/sum/predict", b"", "Expect: 100-continue").replace(
+        b"Content-Length: 0", b"Content-Length: %d" % len(body))
+    with _connect(serving) as sock:
+        sock.sendall(_post("/slow/predict", b'{"input": [5, 7]}') + head)
+        r = _Reader(sock)
+        first = r.response()
+        interim = r.response()
+        sock.sendall(body)
+        second = r.response()
+    assert (first[0], json.loads(first[2])["output"]) == (200, 12.0)
+    assert interim[0] == 100
+    assert (second[0], json.loads(second[2])["output"]) == (200, 4.0)
+
+
+def test_no_100_continue_when_the_body_came_without_waiting(serving: Serving) -> None:
+    # The client sent its body at once: no interim 100 is owed any more.
+    body = b'{"input": [2, 2]}'
+    with _connect(serving) as sock:
+        sock.sendall(_post("/slow/predict", b'{"input": [5, 8]}')
+                     + _post("/sum/predict", body, "Expect: 100-continue"))
+        r = _Reader(sock)
+        first, second = r.response(), r.response()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        third = r.response()
+    assert (first[0], json.loads(first[2])["output"]) == (200, 13.0)
+    assert (second[0], json.loads(second[2])["output"]) == (200, 4.0)
+    assert third[0] == 200 and json.loads(third[2]) == {"status": "ok"}
+
+
 def test_chunked_request_body(serving: Serving) -> None:
     with _connect(serving) as sock:
         sock.sendall(b"POST /sum/predict HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"

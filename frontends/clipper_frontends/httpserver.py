@@ -46,6 +46,7 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method No
 MAX_PIPELINED = 32
 #: The longest request target accepted.
 MAX_URL = 8192
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 _Future = asyncio.Future
 
@@ -107,6 +108,7 @@ class QueryProtocol(asyncio.Protocol):
         self._parts: list[bytes] = []
         self._size = 0
         self._expect_continue = False
+        self._continue_owed = False
         self._refused = False
         # requests parsed while an earlier one is being answered
         self.waiting: deque[_Request] = deque()
@@ -188,7 +190,12 @@ class QueryProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         if self._expect_continue and not self._refused and self.transport is not None:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if self.busy or self.waiting:
+                # An earlier request's answer is owed: "100 Continue" must
+                # not jump ahead of it, so it goes out right after it.
+                self._continue_owed = True
+            else:
+                self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         if self._refused:
@@ -200,6 +207,7 @@ class QueryProtocol(asyncio.Protocol):
         self._parts.append(body)
 
     def on_message_complete(self) -> None:
+        self._continue_owed = False  # the client did not wait for it
         if self._refused:
             return
         parts = self._parts
@@ -296,6 +304,9 @@ class QueryProtocol(asyncio.Protocol):
             request = self.waiting.popleft()
             self._update_reading()
             self._handle(request)
+        elif self._continue_owed:
+            self._continue_owed = False
+            self.transport.write(_CONTINUE)
 
 
 class QueryHTTPServer:

@@ -48,7 +48,7 @@ from clipper_core.models import (
     Snapshot,
 )
 
-from .queues import Evaluation, ModelError, ModelQueue
+from .queues import PIPELINE_DEPTH, Evaluation, ModelError, ModelQueue
 from .rpc_server import ReplicaConn, RPCServer
 
 log = logging.getLogger("clipper.query")
@@ -183,7 +183,11 @@ class QueryFrontend:
                  rpc_port: int = 7000, cache_size: int = 32 * 1024 * 1024,
                  frontend_id: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
                  replica_silence_s: float = 15.0, pm: Any = None,
-                 freeze_gc: bool = False, replica_lease_s: float = REPLICA_LEASE_S) -> None:
+                 freeze_gc: bool = False, replica_lease_s: float = REPLICA_LEASE_S,
+                 pipeline_depth: int = PIPELINE_DEPTH) -> None:
+        if pipeline_depth < 1:
+            raise ValueError(f"pipeline_depth must be at least 1, got {pipeline_depth}")
+        self.pipeline_depth = pipeline_depth
         self._store_arg = store
         self._freeze_gc = freeze_gc
         #: replica records are renewed every third of this (see REPLICA_LEASE_S)
@@ -381,7 +385,8 @@ class QueryFrontend:
             model = self.snapshot.models.get((name, version)) if self.snapshot else None
             queue = ModelQueue(name, version, int(input_type), self._policies["aimd"](model),
                                self.rpc.send_batch, self._on_result,
-                               on_dropped=self._on_dropped)
+                               on_dropped=self._on_dropped,
+                               pipeline_depth=self.pipeline_depth)
             if model is not None:
                 self._set_policy(queue, model)
             self.queues[(name, version)] = queue
@@ -731,18 +736,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY)
     parser.add_argument("--replica-silence-s", type=float, default=15.0)
     parser.add_argument("--replica-lease-s", type=float, default=REPLICA_LEASE_S)
+    parser.add_argument("--pipeline-depth", type=int,
+                        default=int(os.environ.get("CLIPPER_PIPELINE_DEPTH", PIPELINE_DEPTH)),
+                        help="batches in flight per replica: a busy replica is sent one "
+                             "more full batch, up to this many (1: Clipper's one at a time)")
     parser.add_argument("--http-server", choices=("builtin", "uvicorn"),
                         default=os.environ.get("CLIPPER_HTTP_SERVER", "builtin"),
                         help="the built-in httptools server (default) or uvicorn (ASGI)")
     parser.add_argument("--log-level", default=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
+    if args.pipeline_depth < 1:
+        parser.error(f"--pipeline-depth must be at least 1, got {args.pipeline_depth}")
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(args.store, rpc_host=args.rpc_host, rpc_port=args.rpc_port,
                      cache_size=args.cache_size, frontend_id=args.frontend_id,
                      max_body_bytes=args.max_body_bytes,
                      replica_silence_s=args.replica_silence_s,
-                     replica_lease_s=args.replica_lease_s, freeze_gc=True)
+                     replica_lease_s=args.replica_lease_s, freeze_gc=True,
+                     pipeline_depth=args.pipeline_depth)
     log.info("plugins: %s", ", ".join(f"{p.name} {p.version or ''}".strip()
                                       for p in plugins.list_plugins()))
     if args.http_server == "builtin":

@@ -2,7 +2,15 @@
 
 Everything here runs on the query frontend's event loop and is driven by
 events, not polling: a query arriving, a replica becoming free, a batch
-delay expiring.  One batch is in flight per replica at a time.
+delay expiring.
+
+A replica works on one batch at a time (SPEC.md section 4).  An idle replica
+takes whatever is queued, up to the policy's maximum.  A busy one is sent a
+further batch only when that batch is full (``pipeline_depth`` batches in
+flight at most, 2 by default): it then starts on it the moment it answers the
+one before, instead of waiting a round trip through the frontend's event
+loop, and no batch is made smaller by sending it early.  ``pipeline_depth=1``
+is Clipper's original one batch per replica.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ log = logging.getLogger("clipper.queues")
 RING = 1024
 #: batches a queue must have seen before admission control trusts its estimate
 WARM_BATCHES = 16
+#: batches in flight per replica at most (the first worked on, the rest waiting)
+PIPELINE_DEPTH = 2
 
 
 class ModelError:
@@ -67,7 +77,10 @@ class ModelQueue:
                  policy: BatchingPolicy, send_batch: Callable[[ReplicaConn, list[Evaluation]], bool],
                  on_result: Callable[[Evaluation, bytes], None],
                  slo_s: float = 0.1,
-                 on_dropped: Callable[[Evaluation], None] | None = None) -> None:
+                 on_dropped: Callable[[Evaluation], None] | None = None,
+                 pipeline_depth: int = PIPELINE_DEPTH) -> None:
+        if pipeline_depth < 1:
+            raise ValueError(f"pipeline_depth must be at least 1, got {pipeline_depth}")
         self.model_name = model_name
         self.model_version = model_version
         self.input_type = input_type
@@ -78,13 +91,17 @@ class ModelQueue:
         #: told of every evaluation given up unanswered (all its waiters
         #: timed out), so the frontend forgets it
         self._on_dropped = on_dropped or (lambda ev: None)
+        self.pipeline_depth = pipeline_depth
         self.queue: deque[Evaluation] = deque()
         self.replicas: dict[bytes, ReplicaConn] = {}
+        #: replicas with no batch in flight
         self.idle: list[ReplicaConn] = []
         self._delay_handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_event_loop()
         # metrics
         self.batches = 0
+        #: batches sent to a replica that was still working on another
+        self.pipelined = 0
         self.batched_inputs = 0
         self.dropped = 0
         #: queries answered with the default at once because the queue ahead
@@ -130,6 +147,11 @@ class ModelQueue:
             return True
         limit = self.policy.max_batch_size()
         batches_ahead = (len(self.queue) + limit) // limit  # this input's batch included
+        if self.pipeline_depth > 1:
+            # batches already waiting inside replicas, behind the one worked on
+            for replica in self.replicas.values():
+                if len(replica.inflight) > 1:
+                    batches_ahead += len(replica.inflight) - 1
         return batches_ahead * batch_s <= budget_s * replicas
 
     # -- queries -----------------------------------------------------------
@@ -145,42 +167,62 @@ class ModelQueue:
         self.dispatch()
 
     def dispatch(self, force: bool = False) -> None:
-        """Hand queued inputs to idle replicas, a batch each.
+        """Hand queued inputs to idle replicas, a batch each, then full
+        batches to busy replicas with room in their pipeline.
 
         Unless ``force``, a policy may ask to wait a little for a fuller batch.
         """
         queue = self.queue
-        if not queue or not self.idle:
+        if not queue:
             return
         policy = self.policy
-        if not force:
-            delay = policy.batch_delay(len(queue))
-            if delay > 0.0:
-                if self._delay_handle is None:
-                    self._delay_handle = self._loop.call_later(delay, self.dispatch, True)
-                return
-        if self._delay_handle is not None:
-            self._delay_handle.cancel()
-            self._delay_handle = None
+        if self.idle:
+            if not force:
+                delay = policy.batch_delay(len(queue))
+                if delay > 0.0:
+                    if self._delay_handle is None:
+                        self._delay_handle = self._loop.call_later(delay, self.dispatch, True)
+                    return
+            if self._delay_handle is not None:
+                self._delay_handle.cancel()
+                self._delay_handle = None
+            while queue and self.idle:
+                self._send(self.idle.pop(), policy.max_batch_size())
+        if queue and self.pipeline_depth > 1 and len(queue) >= policy.max_batch_size():
+            # Every replica is busy now (the loop above ran out of idle ones).
+            depth = self.pipeline_depth
+            for replica in tuple(self.replicas.values()):
+                limit = policy.max_batch_size()
+                if len(queue) < limit:
+                    return
+                if len(replica.inflight) < depth and self._send(replica, limit):
+                    self.pipelined += 1
+
+    def _send(self, replica: ReplicaConn, limit: int) -> bool:
+        """Send the next batch of up to ``limit`` wanted inputs to ``replica``.
+
+        False when nothing was sent: the queue held only abandoned inputs, or
+        the replica vanished (it is forgotten; its batch stays queued)."""
+        queue = self.queue
         now = self._loop.time()
-        while queue and self.idle:
-            limit = policy.max_batch_size()
-            batch: list[Evaluation] = []
-            while queue and len(batch) < limit:
-                ev = queue.popleft()
-                if ev.abandoned(now):
-                    self.dropped += 1
-                    self._on_dropped(ev)
-                    continue
-                batch.append(ev)
-            if not batch:
-                return
-            replica = self.idle.pop()
-            if not self._send_batch(replica, batch):
-                # The replica vanished while we sent: forget it, keep the batch.
-                for ev in reversed(batch):
-                    queue.appendleft(ev)
-                self.remove_replica(replica)
+        batch: list[Evaluation] = []
+        while queue and len(batch) < limit:
+            ev = queue.popleft()
+            if ev.abandoned(now):
+                self.dropped += 1
+                self._on_dropped(ev)
+                continue
+            batch.append(ev)
+        if not batch:
+            if not replica.inflight and replica.identity in self.replicas:
+                self.idle.append(replica)
+            return False
+        if not self._send_batch(replica, batch):
+            for ev in reversed(batch):
+                queue.appendleft(ev)
+            self.remove_replica(replica)
+            return False
+        return True
 
     def batch_done(self, replica: ReplicaConn, batch: list[Evaluation],
                    outputs: list[bytes], latency_s: float) -> None:
@@ -200,7 +242,7 @@ class ModelQueue:
             prev = self.batch_s
             self.batch_s = latency_s if prev == 0.0 else prev + 0.2 * (latency_s - prev)
         self.policy.on_batch_done(n, latency_s, self.slo_s)
-        if replica.identity in self.replicas:
+        if not replica.inflight and replica.identity in self.replicas:
             self.idle.append(replica)
         self.dispatch()
 
@@ -214,6 +256,8 @@ class ModelQueue:
             "idle_replicas": len(self.idle),
             "queue_length": len(self.queue),
             "batches": self.batches,
+            "pipelined_batches": self.pipelined,
+            "pipeline_depth": self.pipeline_depth,
             "mean_batch_size": self.batched_inputs / self.batches if self.batches else 0.0,
             "recent_mean_batch_size": sum(sizes) / count if count else 0.0,
             "recent_max_batch_size": sizes[-1] if sizes else 0,

@@ -3,7 +3,7 @@
 The socket's file descriptor is watched by the asyncio loop directly (no
 extra thread, no per-message future): when it turns readable we drain every
 waiting message.  A socket monitor reports TCP disconnects, so a replica
-that dies is dropped at once (its in-flight batch goes back to the queue);
+that dies is dropped at once (its batches in flight go back to the queue);
 a replica that falls silent is dropped after ``silence_timeout``.
 Malformed messages are logged and dropped; they never stop the loop.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +32,7 @@ class ReplicaConn:
     """A connected model replica, as this frontend knows it."""
 
     __slots__ = ("identity", "model_name", "model_version", "input_type", "replica_id",
-                 "fd", "last_seen", "inflight", "inflight_id", "sent_at", "queue")
+                 "fd", "last_seen", "inflight", "free_at", "queue")
 
     def __init__(self, identity: bytes, model_name: str, model_version: str,
                  input_type: InputType, replica_id: str, fd: int) -> None:
@@ -42,14 +43,20 @@ class ReplicaConn:
         self.replica_id = replica_id
         self.fd = fd
         self.last_seen = time.monotonic()
-        self.inflight: list[Evaluation] | None = None
-        self.inflight_id = -1
-        self.sent_at = 0.0
+        #: batches sent and not answered yet, oldest first: (msg id, batch,
+        #: perf_counter when sent).  The replica works on the first; the
+        #: others wait in its socket (see ModelQueue.pipeline_depth).
+        self.inflight: deque[tuple[int, list[Evaluation], float]] = deque()
+        #: perf_counter when the replica answered its previous batch: a
+        #: pipelined batch starts being worked on then, not when it was sent
+        self.free_at = 0.0
         self.queue: Any = None
 
-    def take_inflight(self) -> list[Evaluation] | None:
-        batch, self.inflight, self.inflight_id = self.inflight, None, -1
-        return batch
+    def take_inflight(self) -> list[Evaluation]:
+        """Every evaluation in flight on this replica, oldest first; forgets them."""
+        evaluations = [ev for _, batch, _ in self.inflight for ev in batch]
+        self.inflight.clear()
+        return evaluations
 
     def to_model(self, frontend: str, connected: bool = True) -> Replica:
         return Replica(model_name=self.model_name, model_version=self.model_version,
@@ -207,15 +214,16 @@ class RPCServer:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for replica in list(self.replicas.values()):
-                if now - replica.last_seen > self.silence_timeout and replica.inflight is None:
+                if now - replica.last_seen > self.silence_timeout and not replica.inflight:
                     self._lose(replica, f"silent for {self.silence_timeout:.0f} s")
 
     def _lose(self, replica: ReplicaConn, reason: str) -> None:
         if self.replicas.get(replica.identity) is not replica:
             return
         del self.replicas[replica.identity]
-        if replica.inflight_id >= 0:
-            self._inflight.pop(replica.inflight_id, None)
+        # (its queue may have taken back the batches already: look them up here)
+        for msg_id in [m for m, r in self._inflight.items() if r is replica]:
+            del self._inflight[msg_id]
         log.warning("replica %s of %s:%s lost: %s", replica.replica_id, replica.model_name,
                     replica.model_version, reason)
         replica.queue.remove_replica(replica)
@@ -242,12 +250,10 @@ class RPCServer:
         msg_id = self._next_msg_id
         self._next_msg_id = (msg_id + 1) & 0xFFFFFFFF
         frames = rpc.predict_request(msg_id, int(replica.input_type), [ev.data for ev in batch])
-        replica.inflight = batch
-        replica.inflight_id = msg_id
-        replica.sent_at = time.perf_counter()
+        replica.inflight.append((msg_id, batch, time.perf_counter()))
         self._inflight[msg_id] = replica
         if not self._send(replica.identity, frames):
-            replica.take_inflight()
+            replica.inflight.pop()
             self._inflight.pop(msg_id, None)
             if self._loop is not None:
                 self._loop.call_soon(self._lose, replica, "unreachable")
@@ -255,11 +261,20 @@ class RPCServer:
         return True
 
     def _response(self, replica: ReplicaConn, msg_id: int, outputs: list[bytes]) -> None:
-        if self._inflight.get(msg_id) is not replica or replica.inflight_id != msg_id:
+        if self._inflight.get(msg_id) is not replica:
             raise rpc.ProtocolError(f"response to unknown message id {msg_id}")
         del self._inflight[msg_id]
-        batch = replica.take_inflight()
-        assert batch is not None
+        inflight = replica.inflight
+        # A replica answers in the order it was sent work; look further only
+        # for a container that does not.
+        if inflight and inflight[0][0] == msg_id:
+            _, batch, sent_at = inflight.popleft()
+        else:
+            entry = next((e for e in inflight if e[0] == msg_id), None)
+            if entry is None:  # its batch was taken back (the replica was given up)
+                raise rpc.ProtocolError(f"response to abandoned message id {msg_id}")
+            inflight.remove(entry)
+            _, batch, sent_at = entry
         if len(outputs) != len(batch):
             # Answer the batch rather than leave it (and the replica) hanging.
             self.malformed += 1
@@ -267,5 +282,10 @@ class RPCServer:
                         replica.replica_id, len(outputs), len(batch))
             outputs = [rpc.encode_error(f"replica answered {len(outputs)} outputs for a "
                                         f"batch of {len(batch)}")] * len(batch)
-        latency = time.perf_counter() - replica.sent_at
+        now = time.perf_counter()
+        # A batch that waited behind another was only worked on from when
+        # the replica answered that one: the batching policy and admission
+        # control need the replica's time per batch, not the time in its socket.
+        latency = now - max(sent_at, replica.free_at)
+        replica.free_at = now
         replica.queue.batch_done(replica, batch, outputs, latency)
