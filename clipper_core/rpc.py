@@ -42,6 +42,7 @@ U32_PREDICT = _U32.pack(REQUEST_PREDICT)
 #: numpy dtypes of the numeric input types on the wire.
 DTYPES = {InputType.INTS: np.dtype("<i4"), InputType.FLOATS: np.dtype("<f4"),
           InputType.DOUBLES: np.dtype("<f8")}
+_DTYPES_BY_CODE = {int(it): dtype for it, dtype in DTYPES.items()}
 _STRUCT_CODES = {InputType.INTS: "i", InputType.FLOATS: "f", InputType.DOUBLES: "d"}
 #: Packers by (code, length): building a Struct once per input length keeps
 #: encoding a request to one C call.
@@ -104,13 +105,16 @@ def parse_predict_request(frames: Sequence[bytes]) -> tuple[bytes, int, list[byt
     header = frames[3]
     if hlen != len(header) or hlen % 8 or hlen < 16:
         raise ProtocolError("bad input header length")
-    values = np.frombuffer(header, dtype="<u8")
-    input_type, n = int(values[0]), int(values[1])
+    values = array("Q")
+    values.frombytes(header)
+    if not _LITTLE:
+        values.byteswap()
+    input_type, n = values[0], values[1]
     inputs = list(frames[4:])
     if n != len(inputs) or len(values) != n + 2:
         raise ProtocolError(f"header announces {n} inputs, message has {len(inputs)}")
-    for size, x in zip(values[2:], inputs, strict=True):
-        if int(size) != len(x):
+    for i, x in enumerate(inputs, 2):
+        if values[i] != len(x):
             raise ProtocolError("input size does not match header")
     return msg_id, input_type, inputs
 
@@ -212,10 +216,10 @@ def _describe_items(value: list) -> str:
 def decode_inputs(input_type: int, raw: Sequence[bytes]) -> list:
     """Container side: wire bytes -> what a model's predict function receives:
     numpy arrays for numbers, str for strings, bytes for bytes."""
-    it = InputType(input_type)
-    dtype = DTYPES.get(it)
+    dtype = _DTYPES_BY_CODE.get(input_type)
     if dtype is not None:
         return [np.frombuffer(x, dtype=dtype) for x in raw]
+    it = InputType(input_type)
     if it is InputType.STRINGS:
         return [bytes(x).decode("utf-8") for x in raw]
     return [bytes(x) for x in raw]
