@@ -48,6 +48,7 @@ from clipper_core.models import (
     Snapshot,
 )
 
+from .ingest import DoublesParser
 from .queues import PIPELINE_DEPTH, Evaluation, ModelError, ModelQueue
 from .rpc_server import ReplicaConn, RPCServer
 
@@ -196,6 +197,7 @@ class QueryFrontend:
         self.frontend_id = frontend_id or f"{socket.gethostname()}-{os.getpid()}"
         self.max_body = max_body_bytes
         self.cache = PredictionCache(cache_size)
+        self._doubles = DoublesParser()
         self._pm = pm
         self.rpc = RPCServer(rpc_host, rpc_port, get_queue=self._queue_for_replica,
                              on_replica=self._on_replica, silence_timeout=replica_silence_s)
@@ -570,6 +572,11 @@ class QueryFrontend:
 
         Returns one waiter (a future, or a value already known) per input.
         """
+        input_type = route.input_type
+        data = (self._doubles.single_input(body) if input_type is InputType.DOUBLES
+                else None)
+        if data is not None:
+            return self._start(route, route.queue, [data], False)
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -587,12 +594,16 @@ class QueryFrontend:
                 raise ValidationError("\"input_batch\" must be a non-empty list of inputs")
         else:
             raise ValidationError("request body has no \"input\" or \"input_batch\" field")
-        input_type = route.input_type
         encoded = [rpc.encode_input(input_type, x) for x in inputs]
         queue = route.queue
         version = request.get("version")
         if version is not None:
             queue = self._pinned_queue(route, version)
+        return self._start(route, queue, encoded, batch)
+
+    def _start(self, route: AppRoute, queue: ModelQueue | None, encoded: list[bytes],
+               batch: bool) -> tuple[list[Any], bool]:
+        """Start the evaluations of a parsed request's inputs (wire bytes)."""
         if queue is None or not queue.replicas:
             return [NO_MODEL_VALUE] * len(encoded), batch
         loop = self._loop
