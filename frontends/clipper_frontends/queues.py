@@ -195,7 +195,8 @@ class ModelQueue:
                 limit = policy.max_batch_size()
                 if len(queue) < limit:
                     return
-                if len(replica.inflight) < depth and self._send(replica, limit):
+                if (len(replica.inflight) < depth and replica.identity in self.replicas
+                        and self._send(replica, limit)):
                     self.pipelined += 1
 
     def _send(self, replica: ReplicaConn, limit: int) -> bool:
