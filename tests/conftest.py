@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
@@ -57,3 +58,13 @@ def child_env() -> Iterator[dict[str, str]]:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     yield env
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A fresh event loop, set as the current one (a ModelQueue takes it)."""
+    lp = asyncio.new_event_loop()
+    asyncio.set_event_loop(lp)
+    yield lp
+    asyncio.set_event_loop(None)
+    lp.close()

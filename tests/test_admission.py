@@ -4,26 +4,12 @@ cannot serve within its SLO is answered with the default at once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
+from queue_fakes import FakeReplica
 
 from clipper_core.batching import FixedPolicy
 from clipper_frontends.queues import WARM_BATCHES, Evaluation, ModelQueue
-
-
-class _Replica:
-    """What a ModelQueue sees of a replica: its batches in flight."""
-
-    def __init__(self, identity: bytes) -> None:
-        self.identity = identity
-        self.inflight: list[list[Evaluation]] = []
-
-    def take_inflight(self) -> list[Evaluation]:
-        evaluations = [ev for batch in self.inflight for ev in batch]
-        self.inflight = []
-        return evaluations
 
 
 def _queue(max_batch: int, sent: list[Any], pipeline_depth: int = 2) -> ModelQueue:
@@ -46,21 +32,12 @@ def _evaluation(loop: asyncio.AbstractEventLoop, i: int) -> Evaluation:
     return Evaluation(("m", "1", b"%d" % i), b"x", loop.create_future(), loop.time() + 60)
 
 
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    asyncio.set_event_loop(lp)  # a ModelQueue takes the current loop
-    yield lp
-    asyncio.set_event_loop(None)
-    lp.close()
-
-
 def _busy_queue(loop: asyncio.AbstractEventLoop, max_batch: int, batch_s: float) -> ModelQueue:
     """A queue with one replica that has served enough batches of latency
     ``batch_s`` for its estimate to be trusted, and is busy from now on."""
     sent: list[Any] = []
     q = _queue(max_batch, sent)
-    q.add_replica(_Replica(b"r1"))  # type: ignore[arg-type]
+    q.add_replica(FakeReplica(b"r1"))  # type: ignore[arg-type]
     for i in range(WARM_BATCHES + 4):
         q.queue.append(_evaluation(loop, i))
         q.dispatch(force=True)
@@ -72,7 +49,7 @@ def _busy_queue(loop: asyncio.AbstractEventLoop, max_batch: int, batch_s: float)
 
 def test_admits_everything_until_warmed_up(loop: asyncio.AbstractEventLoop) -> None:
     q = _queue(1, [])
-    q.add_replica(_Replica(b"r1"))  # type: ignore[arg-type]
+    q.add_replica(FakeReplica(b"r1"))  # type: ignore[arg-type]
     q.idle.clear()
     q.queue.extend(_evaluation(loop, i) for i in range(1000))
     assert q.can_meet(0.001)  # no estimate yet: never shed on a guess
@@ -101,7 +78,7 @@ def test_sheds_when_the_queue_ahead_exceeds_the_slo(loop: asyncio.AbstractEventL
     assert q.can_meet(0.020)        # 10th input: 10 x 2 ms fits 20 ms
     q.queue.append(_evaluation(loop, 200))
     assert not q.can_meet(0.020)    # 11th would wait 22 ms
-    q.add_replica(_Replica(b"r2"))  # type: ignore[arg-type]
+    q.add_replica(FakeReplica(b"r2"))  # type: ignore[arg-type]
     q.idle.clear()
     assert q.can_meet(0.020)        # two replicas share the queue
     assert q.describe()["batch_latency_smoothed_ms"] > 0

@@ -5,37 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import loadgen
 import pytest
+from queue_fakes import FakeReplica
 from serving import Serving, write_model
 
 from clipper_core.batching import FixedPolicy
 from clipper_frontends.queues import Evaluation, ModelQueue
 from clipper_frontends.rpc_server import ReplicaConn, RPCServer
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    asyncio.set_event_loop(lp)  # a ModelQueue takes the current loop
-    yield lp
-    asyncio.set_event_loop(None)
-    lp.close()
-
-
-class _Replica:
-    def __init__(self, identity: bytes) -> None:
-        self.identity = identity
-        self.inflight: list[list[Evaluation]] = []
-
-    def take_inflight(self) -> list[Evaluation]:
-        evaluations = [ev for batch in self.inflight for ev in batch]
-        self.inflight = []
-        return evaluations
 
 
 class _Harness:
@@ -63,7 +43,7 @@ class _Harness:
         self.q.dispatch()
         return evs
 
-    def answer(self, replica: _Replica) -> list[Evaluation]:
+    def answer(self, replica: FakeReplica) -> list[Evaluation]:
         batch = replica.inflight.pop(0)
         self.q.batch_done(replica, batch, [b"1"] * len(batch), 0.001)  # type: ignore[arg-type]
         return batch
@@ -71,7 +51,7 @@ class _Harness:
 
 def test_a_busy_replica_gets_one_more_full_batch(loop: asyncio.AbstractEventLoop) -> None:
     h = _Harness(max_batch=1)
-    r = _Replica(b"r")
+    r = FakeReplica(b"r")
     h.q.add_replica(r)  # type: ignore[arg-type]
     a, b, c = h.add(loop, 3)
     assert [batch for _, batch in h.sent] == [[a], [b]]  # c waits: two in flight at most
@@ -88,7 +68,7 @@ def test_a_partial_batch_waits_for_the_replica(loop: asyncio.AbstractEventLoop) 
     # Sending an early batch must never make batches smaller: a busy replica
     # is sent only a full one, and an idle one takes whatever is queued.
     h = _Harness(max_batch=4)
-    r = _Replica(b"r")
+    r = FakeReplica(b"r")
     h.q.add_replica(r)  # type: ignore[arg-type]
     first = h.add(loop, 1)
     assert h.sent[-1][1] == first
@@ -105,7 +85,7 @@ def test_a_partial_batch_waits_for_the_replica(loop: asyncio.AbstractEventLoop) 
 
 def test_depth_one_is_one_batch_per_replica(loop: asyncio.AbstractEventLoop) -> None:
     h = _Harness(max_batch=1, depth=1)
-    r = _Replica(b"r")
+    r = FakeReplica(b"r")
     h.q.add_replica(r)  # type: ignore[arg-type]
     h.add(loop, 5)
     assert len(h.sent) == 1 and len(h.q.queue) == 4
@@ -117,7 +97,7 @@ def test_depth_one_is_one_batch_per_replica(loop: asyncio.AbstractEventLoop) -> 
 def test_a_lost_replica_gives_back_every_batch_in_order(
         loop: asyncio.AbstractEventLoop) -> None:
     h = _Harness(max_batch=1)
-    r1, r2 = _Replica(b"r1"), _Replica(b"r2")
+    r1, r2 = FakeReplica(b"r1"), FakeReplica(b"r2")
     h.q.add_replica(r1)  # type: ignore[arg-type]
     a, b, c = h.add(loop, 3)
     assert r1.inflight == [[a], [b]]
