@@ -84,6 +84,18 @@ def test_sheds_when_the_queue_ahead_exceeds_the_slo(loop: asyncio.AbstractEventL
     assert q.describe()["batch_latency_smoothed_ms"] > 0
 
 
+def test_batches_waiting_inside_replicas_count_too(loop: asyncio.AbstractEventLoop) -> None:
+    # A pipelined batch sits in the replica's socket behind the one being
+    # worked on: it is ahead of a new input as surely as the queue is.
+    q = _busy_queue(loop, 1, 0.002)
+    replica = next(iter(q.replicas.values()))
+    q.queue.extend(_evaluation(loop, 100 + i) for i in range(9))
+    replica.inflight = [[_evaluation(loop, 200)]]   # one worked on
+    assert q.can_meet(0.020)                         # 10 x 2 ms fits 20 ms
+    replica.inflight.append([_evaluation(loop, 201)])  # and one waiting
+    assert not q.can_meet(0.020)                     # 11 x 2 ms does not
+
+
 def test_batches_count_not_inputs(loop: asyncio.AbstractEventLoop) -> None:
     q = _busy_queue(loop, 32, 0.005)
     q.queue.extend(_evaluation(loop, 100 + i) for i in range(100))

@@ -57,6 +57,7 @@ def test_same_bytes_for_random_vectors() -> None:
     b'{"input": [1.0]} trailing',
     b'{"input": [1.0,]}',
     b'not json [',
+    b'\xef\xbb\xbf{"input": [1.0]}',        # a byte-order mark: orjson's 400 stands
     b'',
 ])
 def test_steps_aside_for_anything_else(body: bytes) -> None:

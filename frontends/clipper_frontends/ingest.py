@@ -5,8 +5,8 @@ input type doubles.  Parsed with orjson, each number becomes a Python float
 that ``struct`` then packs again: for 784 numbers about 36 us + 14 us.
 simdjson (``pysimdjson``) parses the body and copies the array straight
 into a buffer of little-endian doubles, which *is* the RPC wire format:
-about 16 us, and no Python object per number (measured in bench/HISTORY.md:
-5-10 % of the frontend's CPU per 784-number request).
+about 16 us, and no Python object per number (bench/HISTORY.md: about 5 %
+of the frontend's CPU per 784-number request).
 
 Only bodies of exactly that shape take this path: one JSON object whose
 only key is ``"input"``, one ``[`` in the whole body (so no nested arrays,
@@ -40,8 +40,8 @@ class DoublesParser:
     def single_input(self, body: bytes) -> bytes | None:
         """The wire bytes of ``body``'s input, or None to take the general path."""
         parser = self._parser
-        if parser is None or body.count(b"[") != 1:
-            return None
+        if parser is None or body.count(b"[") != 1 or body[:3] == b"\xef\xbb\xbf":
+            return None  # (orjson refuses a byte-order mark; simdjson would not)
         try:
             doc = parser.parse(body)
         except RuntimeError:  # a proxy of an earlier document outlived it
