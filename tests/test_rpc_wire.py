@@ -25,6 +25,14 @@ def u64(x: int) -> bytes:
     return struct.pack("<Q", x)
 
 
+def answer(request: list[bytes]) -> list[bytes]:
+    """The container's answer to a prediction request: sum x 10 per input."""
+    outputs = [repr(sum(struct.unpack(f"<{len(x) // 8}d", x)) * 10).encode()
+               for x in request[7:]]
+    header = struct.pack(f"<{len(outputs) + 1}Q", len(outputs), *(len(o) for o in outputs))
+    return [b"", u32(1), request[3], u64(len(header)), header, *outputs]
+
+
 class HandWrittenContainer:
     """A Clipper v3 container written straight from the protocol description."""
 
@@ -67,13 +75,7 @@ class HandWrittenContainer:
         assert len(inputs) == n == len(sizes)
         assert [len(x) for x in inputs] == list(sizes)
         assert input_type == 3  # doubles
-        outputs = []
-        for raw in inputs:
-            values = struct.unpack(f"<{len(raw) // 8}d", raw)
-            outputs.append(repr(sum(values) * 10).encode())
-        out_header = struct.pack(f"<{n + 1}Q", n, *(len(o) for o in outputs))
-        self.sock.send_multipart([b"", u32(1), msg_id, u64(len(out_header)), out_header,
-                                  *outputs])
+        self.sock.send_multipart(answer(frames))
 
     def close(self) -> None:
         self.sock.close(0)
@@ -109,6 +111,37 @@ def test_hand_written_container_serves(serving: Serving) -> None:
         assert outs == [30.0, 5.0]
         replicas = serving.store.list_replicas()
         assert any(r.model_name == "hand" and r.connected for r in replicas)
+    finally:
+        c.close()
+
+
+def test_a_v3_container_takes_a_second_full_batch_while_busy(serving: Serving) -> None:
+    # Pipelining is wire-compatible: a container that serves one message at
+    # a time finds the second full batch waiting in its socket, and answers
+    # both in turn.
+    c = HandWrittenContainer(serving.rpc_port, "hand", "1", 3)
+    try:
+        c.handshake()
+        serving.wait_connected("hand")
+        result: dict[str, object] = {}
+        inputs = [[float(i)] for i in range(8)]  # two full batches of 4
+
+        def query() -> None:
+            result["r"] = serving.post("wire", {"input_batch": inputs})
+
+        t = threading.Thread(target=query)
+        t.start()
+        first = c.recv()
+        assert c.sock.poll(5000), "the second batch was not sent while the first was busy"
+        c.requests.append(first)
+        c.sock.send_multipart(answer(first))
+        c.serve_one()
+        t.join(10)
+        r = result["r"]
+        assert r.status_code == 200, r.text  # type: ignore[attr-defined]
+        outs = [p["output"] for p in r.json()["batch_predictions"]]  # type: ignore[attr-defined]
+        assert outs == [i * 10.0 for i in range(8)]
+        assert [len(req) - 7 for req in c.requests] == [4, 4]
     finally:
         c.close()
 
