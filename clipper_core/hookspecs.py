@@ -18,6 +18,8 @@ from typing import Any
 
 import pluggy
 
+from .models import Application, ModelVersion, Replica
+
 hookspec = pluggy.HookspecMarker("clipper")
 hookimpl = pluggy.HookimplMarker("clipper")
 
@@ -85,7 +87,7 @@ def register_batching_policies(register: Register) -> None:
 
 
 @hookspec
-def clipper_application_registered(application: Any) -> None:
+def clipper_application_registered(application: Application) -> None:
     """An application was registered.
 
     :param application: the :class:`clipper_core.models.Application`.
@@ -105,7 +107,7 @@ def clipper_application_deleted(name: str) -> None:
 
 
 @hookspec
-def clipper_model_registered(model: Any) -> None:
+def clipper_model_registered(model: ModelVersion) -> None:
     """A model version was registered.
 
     :param model: the :class:`clipper_core.models.ModelVersion`.
@@ -115,7 +117,7 @@ def clipper_model_registered(model: Any) -> None:
 
 
 @hookspec
-def clipper_model_deployed(model: Any, num_replicas: int) -> None:
+def clipper_model_deployed(model: ModelVersion, num_replicas: int) -> None:
     """Replicas of a model version were started by a container manager.
 
     :param model: the :class:`clipper_core.models.ModelVersion`.
@@ -131,7 +133,7 @@ def clipper_model_deployed(model: Any, num_replicas: int) -> None:
 
 
 @hookspec
-def clipper_replica_connected(replica: Any) -> None:
+def clipper_replica_connected(replica: Replica) -> None:
     """A model replica connected to a query frontend and sent its metadata.
 
     :param replica: the :class:`clipper_core.models.Replica`.
@@ -141,7 +143,7 @@ def clipper_replica_connected(replica: Any) -> None:
 
 
 @hookspec
-def clipper_replica_lost(replica: Any, reason: str) -> None:
+def clipper_replica_lost(replica: Replica, reason: str) -> None:
     """A query frontend dropped a replica.
 
     :param replica: the :class:`clipper_core.models.Replica`.

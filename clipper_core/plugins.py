@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 import pluggy
+from pluggy import HookCaller
 
 from . import hookspecs
 from .errors import PluginError
@@ -167,18 +168,46 @@ def backends(kind: str, pm: pluggy.PluginManager | None = None) -> dict[str, Bac
     if kind not in KINDS:
         raise ValueError(f"unknown backend kind {kind!r}; kinds: {', '.join(KINDS)}")
     pm = pm or get_plugin_manager()
-    caller = getattr(pm.hook, f"register_{kind}")
     found: dict[str, Backend] = {}
-    for impl in caller.get_hookimpls():
-        def register(name: str, factory: Callable[..., Any], _plugin: str = impl.plugin_name) -> None:
+    for plugin, caller in _callers_by_plugin(pm, f"register_{kind}"):
+        def register(name: str, factory: Callable[..., Any], _plugin: str = plugin) -> None:
             if name in found:
                 raise PluginError(
                     f"{_label(kind)} {name!r} is offered by two plugins: "
                     f"{found[name].plugin!r} and {_plugin!r}; uninstall one or limit "
                     "CLIPPER_PLUGINS", name=name, plugins=(found[name].plugin, _plugin))
             found[name] = Backend(kind=kind, name=name, factory=factory, plugin=_plugin)
-        impl.function(register=register)
+        caller(register=register)
     return found
+
+
+def _callers_by_plugin(pm: pluggy.PluginManager, hook: str) -> list[tuple[str, HookCaller]]:
+    """For each plugin implementing ``hook`` (in registration order), its name
+    and a hook caller that runs only that plugin's implementation.
+
+    The callers come from :meth:`pluggy.PluginManager.subset_hook_caller`, so a
+    call goes through the plugin manager like any other: ``CLIPPER_TRACE_HOOKS``
+    tracing and hook-call monitoring see it.  Calling plugins one at a time is
+    what lets the core name the plugin behind a backend and keep one failing
+    event hook from stopping the others.
+    """
+    implementers: dict[int, object] = {}
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        implementers.setdefault(id(impl.plugin), impl.plugin)
+    out = []
+    for plugin in implementers.values():
+        others = [p for p in implementers.values() if p is not plugin]
+        caller = pm.subset_hook_caller(hook, remove_plugins=others)
+        stray = sorted({i.plugin_name for i in caller.get_hookimpls() if i.plugin is not plugin})
+        if stray:
+            # pluggy only leaves out plugins having an attribute named like the
+            # hook, so an implementation renamed with ``specname`` stays in.
+            raise PluginError(
+                f"Plugin {stray[0]!r} implements {hook} under another name (specname); "
+                "clipper-core calls each plugin's hook alone and needs the hook's own name",
+                plugin=stray[0], hook=hook)
+        out.append((pm.get_name(plugin) or repr(plugin), caller))
+    return out
 
 
 def _label(kind: str) -> str:
@@ -210,11 +239,16 @@ def open_store(url: str, pm: pluggy.PluginManager | None = None) -> Any:
     return get_backend("state_stores", scheme, pm).factory(url)
 
 
-def notify(event: str, **kwargs: Any) -> None:
-    """Fire an event hook; a failing plugin is logged, never propagated."""
-    caller = getattr(get_plugin_manager().hook, event)
-    for impl in caller.get_hookimpls():
+def notify(event: str, *, pm: pluggy.PluginManager | None = None, **kwargs: Any) -> None:
+    """Fire the event hook ``event`` with ``kwargs`` (the hook's arguments).
+
+    Each plugin's implementation is called on its own, through the plugin
+    manager; one that raises is logged and never propagated, and the others
+    still run.  ``pm`` defaults to the process-wide manager.
+    """
+    pm = pm or get_plugin_manager()
+    for plugin, caller in _callers_by_plugin(pm, event):
         try:
-            impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+            caller(**kwargs)
         except Exception:
-            log.exception("plugin %r failed in %s", impl.plugin_name, event)
+            log.exception("plugin %r failed in %s", plugin, event)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import typing
 from typing import Any
 
 import pytest
@@ -32,6 +33,12 @@ def documented() -> dict[str, list[str]]:
     for m in re.finditer(r"^### (\w+)\(([^)]*)\)\s*$", DOCS.read_text(), re.MULTILINE):
         found[m.group(1)] = [a.strip() for a in m.group(2).split(",") if a.strip()]
     return found
+
+
+def sections() -> dict[str, str]:
+    """``### name(...)`` sections of docs/plugins.md -> their text."""
+    parts = re.split(r"^### (\w+)\(", DOCS.read_text(), flags=re.MULTILINE)
+    return {parts[i]: parts[i + 1].split("\n## ")[0] for i in range(1, len(parts), 2)}
 
 
 def hook_tests() -> set[str]:
@@ -73,6 +80,18 @@ def test_hook_is_documented(name: str) -> None:
 def test_hook_is_tested(name: str) -> None:
     assert f"test_hook_{name}" in hook_tests(), (
         f"tests/test_hookspecs.py has no test_hook_{name}")
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_hook_arguments_are_typed_and_their_types_documented(name: str) -> None:
+    hints = typing.get_type_hints(hook_specs()[name])
+    section = sections()[name]
+    for param in inspect.signature(hook_specs()[name]).parameters:
+        hint = hints.get(param)
+        assert hint is not None and hint is not Any, f"{name}: {param!r} is not typed"
+        if isinstance(hint, type) and hint.__module__ == "clipper_core.models":
+            assert f"`{hint.__name__}`" in section or f".{hint.__name__}`" in section, (
+                f"docs/plugins.md, {name}: {param!r} is a {hint.__name__}; say so")
 
 
 def test_no_section_or_test_for_a_hook_that_does_not_exist() -> None:

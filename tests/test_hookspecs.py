@@ -38,7 +38,7 @@ class Recorder:
         return [kw for name, kw in self.events if name == hook]
 
     @hookimpl
-    def clipper_application_registered(self, application: Any) -> None:
+    def clipper_application_registered(self, application: Application) -> None:
         self.events.append(("clipper_application_registered", {"application": application}))
 
     @hookimpl
@@ -46,20 +46,20 @@ class Recorder:
         self.events.append(("clipper_application_deleted", {"name": name}))
 
     @hookimpl
-    def clipper_model_registered(self, model: Any) -> None:
+    def clipper_model_registered(self, model: ModelVersion) -> None:
         self.events.append(("clipper_model_registered", {"model": model}))
 
     @hookimpl
-    def clipper_model_deployed(self, model: Any, num_replicas: int) -> None:
+    def clipper_model_deployed(self, model: ModelVersion, num_replicas: int) -> None:
         self.events.append(("clipper_model_deployed",
                             {"model": model, "num_replicas": num_replicas}))
 
     @hookimpl
-    def clipper_replica_connected(self, replica: Any) -> None:
+    def clipper_replica_connected(self, replica: Replica) -> None:
         self.events.append(("clipper_replica_connected", {"replica": replica}))
 
     @hookimpl
-    def clipper_replica_lost(self, replica: Any, reason: str) -> None:
+    def clipper_replica_lost(self, replica: Replica, reason: str) -> None:
         self.events.append(("clipper_replica_lost", {"replica": replica, "reason": reason}))
 
 
@@ -67,7 +67,7 @@ class Broken:
     """An event plugin that always fails: the core logs it and carries on."""
 
     @hookimpl
-    def clipper_application_registered(self, application: Any) -> None:
+    def clipper_application_registered(self, application: Application) -> None:
         raise RuntimeError("plugin bug")
 
 

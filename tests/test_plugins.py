@@ -226,14 +226,79 @@ def test_the_scheme_of_a_store_url_picks_the_plugin(tmp_path: Path) -> None:
         store.close()
 
 
-def test_tracing_hook_calls(installed: Any, monkeypatch: pytest.MonkeyPatch,
-                            caplog: pytest.LogCaptureFixture) -> None:
-    installed("clipper-good", "1.0", {"good": GOOD})
+EVENTS = """
+    from clipper_core.hookspecs import hookimpl
+
+    SEEN = []
+
+    @hookimpl
+    def clipper_application_deleted(name):
+        SEEN.append(name)
+"""
+
+
+def test_tracing_hook_calls_in_a_production_manager(
+        installed: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    installed("clipper-good", "1.0", {"good": GOOD, "events": EVENTS})
     monkeypatch.setenv("CLIPPER_TRACE_HOOKS", "1")
     pm = build_plugin_manager()
     with caplog.at_level("INFO", logger="clipper.plugins"):
-        pm.hook.register_container_managers(register=lambda name, factory: None)
-    assert "register_container_managers" in caplog.text
+        assert "good-manager" in backends("container_managers", pm)
+        plugins.notify("clipper_application_deleted", pm=pm, name="app-x")
+    traced = [r.getMessage() for r in caplog.records if r.name == "clipper.plugins"]
+    assert any("register_container_managers [hook]" in m for m in traced), traced
+    assert any("clipper_application_deleted [hook]" in m for m in traced), traced
+    assert any("app-x" in m for m in traced)  # the arguments are traced too
+    assert sys.modules[PREFIX + "events"].SEEN == ["app-x"]
+
+
+def test_hook_call_monitoring_sees_each_plugin_called_alone(installed: Any) -> None:
+    installed("clipper-good", "1.0", {"good": GOOD})
+    installed("clipper-more", "1.0", {"more": GOOD.replace("good-", "more-")})
+    pm = build_plugin_manager()
+    calls: list[tuple[str, list[str]]] = []
+    pm.add_hookcall_monitoring(
+        lambda hook, impls, kwargs: calls.append((hook, [i.plugin_name for i in impls])),
+        lambda outcome, hook, impls, kwargs: None)
+    found = backends("container_managers", pm)
+    assert (found["good-manager"].plugin, found["more-manager"].plugin) == ("good", "more")
+    assert calls == [("register_container_managers", ["good"]),
+                     ("register_container_managers", ["more"])]
+
+
+def test_a_failing_event_hook_is_logged_and_the_others_still_run(
+        installed: Any, caplog: pytest.LogCaptureFixture) -> None:
+    installed("clipper-events", "1.0", {"events": EVENTS})
+    installed("clipper-bad", "1.0", {"bad": """
+        from clipper_core.hookspecs import hookimpl
+
+        @hookimpl(tryfirst=True)
+        def clipper_application_deleted(name):
+            raise RuntimeError("plugin bug")
+    """})
+    pm = build_plugin_manager()
+    with caplog.at_level("ERROR", logger="clipper.plugins"):
+        plugins.notify("clipper_application_deleted", pm=pm, name="gone")
+    assert sys.modules[PREFIX + "events"].SEEN == ["gone"]
+    assert "plugin 'bad' failed in clipper_application_deleted" in caplog.text
+    assert "plugin bug" in caplog.text
+
+
+def test_a_hook_implemented_under_another_name_is_refused(installed: Any) -> None:
+    installed("clipper-good", "1.0", {"good": GOOD})
+    installed("clipper-renamed", "1.0", {"renamed": """
+        from clipper_core.hookspecs import hookimpl
+
+        @hookimpl(specname="register_container_managers")
+        def offer_managers(register):
+            register("renamed-manager", object)
+    """})
+    pm = build_plugin_manager()
+    with pytest.raises(PluginError, match="'renamed' implements register_container_managers "
+                                          "under another name") as info:
+        backends("container_managers", pm)
+    assert info.value.plugin == "renamed"
 
 
 def test_the_process_wide_manager_is_built_on_first_use() -> None:
