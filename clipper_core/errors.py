@@ -44,6 +44,24 @@ class ValidationError(ClipperException):
     kind = "invalid_argument"
 
 
+class PayloadTooLargeError(ValidationError):
+    """A request body (or an ``input_batch``) is larger than the frontend accepts."""
+
+    kind = "payload_too_large"
+
+
+class URITooLongError(ValidationError):
+    """A request target is longer than the frontend accepts."""
+
+    kind = "uri_too_long"
+
+
+class MethodNotAllowedError(ValidationError):
+    """A route exists, but not for this HTTP method."""
+
+    kind = "method_not_allowed"
+
+
 class NotFoundError(ClipperException):
     """A named object (application, model, version, replica) does not exist."""
 
@@ -94,6 +112,9 @@ class ClusterStartError(ContainerError):
 
 #: One table from error class to HTTP status, used by both frontends.
 HTTP_STATUS: dict[type[ClipperException], int] = {
+    PayloadTooLargeError: 413,
+    URITooLongError: 414,
+    MethodNotAllowedError: 405,
     ValidationError: 400,
     NotFoundError: 404,
     ConflictError: 409,
@@ -117,7 +138,8 @@ def http_status(exc: ClipperException) -> int:
 #: Reverse table used by ``ClipperConnection`` to re-raise REST errors.
 KINDS: dict[str, type[ClipperException]] = {
     cls.kind: cls
-    for cls in (ClipperException, UnconnectedException, ValidationError, NotFoundError,
+    for cls in (ClipperException, UnconnectedException, ValidationError, PayloadTooLargeError,
+                URITooLongError, MethodNotAllowedError, NotFoundError,
                 ConflictError, AuthenticationError, StoreUnavailableError, PluginError,
                 ContainerError, BuildError, ClusterStartError)
 }

@@ -1,9 +1,7 @@
 """JSON bodies and JSON errors, shared by the management and query frontends.
 
 Every error leaves a frontend as ``{"error": <kind>, "cause": <message>}``
-with the status of :func:`clipper_core.errors.http_status`; the only status
-not in that table is 413 for a body over the size limit
-(:class:`PayloadTooLargeError`).
+with the status of :func:`clipper_core.errors.http_status`.
 """
 
 from __future__ import annotations
@@ -15,7 +13,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from clipper_core.errors import ClipperException, ValidationError, http_status
+from clipper_core.errors import (
+    ClipperException,
+    PayloadTooLargeError,
+    ValidationError,
+    http_status,
+)
 
 log = logging.getLogger("clipper.frontends")
 
@@ -25,16 +28,11 @@ MAX_BODY_BYTES = 1 << 20
 _MISSING: Any = object()
 
 
-class PayloadTooLargeError(ValidationError):
-    """A request body is larger than the frontend accepts."""
-
-    kind = "payload_too_large"
+__all__ = ["PayloadTooLargeError", "status_for"]
 
 
 def status_for(exc: ClipperException) -> int:
-    """The HTTP status for ``exc``: 413 for an oversize body, else the core's table."""
-    if isinstance(exc, PayloadTooLargeError):
-        return 413
+    """The HTTP status for ``exc``: the core's table."""
     return http_status(exc)
 
 
