@@ -38,10 +38,16 @@ PredictFn = Callable[[list], list]
 def load_model(path: str | os.PathLike[str]) -> PredictFn:
     """The predict function of the model directory at ``path``.
 
-    ``func.pkl`` (a cloudpickled function) wins over ``predict.py``
-    (a module defining ``predict(inputs)``).
+    A framework model (a ``clipper_model.json`` manifest, written by the
+    deployers of ``clipper_core.deployers``) is loaded once here and bound to
+    its ``func.pkl``.  Otherwise ``func.pkl`` (a cloudpickled function) wins
+    over ``predict.py`` (a module defining ``predict(inputs)``).
     """
     root = Path(path)
+    if (root / "clipper_model.json").exists():
+        from .deployers.deployer_utils import load_framework_model
+
+        return load_framework_model(root)
     pkl = root / "func.pkl"
     if pkl.exists():
         import cloudpickle
