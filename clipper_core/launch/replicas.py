@@ -26,11 +26,15 @@ ReplicaReader = Callable[[], Iterable[Replica]]
 
 
 def store_replicas(store: object) -> ReplicaReader:
-    """Read replica records from an open state store (``store.list_replicas``)."""
+    """Read replica records from an open state store (``store.list_replicas``);
+    a store that cannot be reached reads as no records."""
     list_replicas = store.list_replicas  # type: ignore[attr-defined]
 
     def read() -> list[Replica]:
-        return list(list_replicas())
+        try:
+            return list(list_replicas())
+        except ClipperException:
+            return []
 
     return read
 

@@ -16,17 +16,18 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import sys
-import time
 import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
+from clipper_core import launch
 from clipper_core.errors import ClipperException, ClusterStartError, ContainerError
 from clipper_core.models import InputType, ReplicaStatus, validate_name
 
+from . import replicas as rp
+from . import startup
 from .artifacts import Artifact, Progress, build_artifact, stderr_progress
 from .clusters import ClusterConfig, default_state_dir, read_token, write_token
 from .processes import ProcessInfo, ProcessTable
@@ -34,22 +35,15 @@ from .registry import DirectoryRegistry
 
 log = logging.getLogger("clipper.local_process")
 
-DEFAULT_CACHE_SIZE = 32 * 1024 * 1024
-_DEFAULT_IMAGES = ("default", "clipper/query_frontend", "clipper/management_frontend")
+DEFAULT_CACHE_SIZE = launch.DEFAULT_CACHE_SIZE
+_DEFAULT_IMAGES = ("default", "clipper/query_frontend", "clipper/management_frontend",
+                   launch.DEFAULT_IMAGES.query_frontend.rpartition(":")[0],
+                   launch.DEFAULT_IMAGES.management_frontend.rpartition(":")[0])
 
 
 def _is_default_image(image: str | None) -> bool:
     return image is None or any(image == d or image.startswith(d + ":") for d in _DEFAULT_IMAGES)
 
-
-def _port_taken(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 class LocalProcessContainerManager:
@@ -118,14 +112,6 @@ class LocalProcessContainerManager:
         cfg = config or ClusterConfig.load(self.state_dir)
         return ProcessTable(self.state_dir, cfg.cluster_id if cfg else "", self.python)
 
-    def _base_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for key in [k for k in env if k.startswith("CLIPPER_MODEL_") or k in (
-                "CLIPPER_REPLICA_ID", "CLIPPER_FRONTENDS", "CLIPPER_IP", "CLIPPER_PORT",
-                "CLIPPER_INPUT_TYPE", "CLIPPER_ADMIN_TOKEN")]:
-            del env[key]
-        return env
-
     def start_clipper(self, query_frontend_image: str | None = None,
                       mgmt_frontend_image: str | None = None,
                       cache_size: int = DEFAULT_CACHE_SIZE,
@@ -156,7 +142,7 @@ class LocalProcessContainerManager:
             num_frontends=num_frontend_replicas,
             store_url=self.store_url or self._default_store_url(),
             cache_size=int(cache_size), python=self.python)
-        self._check_ports(config)
+        startup.check_ports(config)
         self._init_store(config.store_url)
         token = self.admin_token or secrets.token_urlsafe(24)
         write_token(self.state_dir, token)
@@ -192,23 +178,6 @@ class LocalProcessContainerManager:
         if self.store_url is None:  # a new cluster starts with an empty default store
             self._remove_default_db()
 
-    def _check_ports(self, config: ClusterConfig) -> None:
-        wanted = [(config.management_port, "management frontend")]
-        if config.num_frontends > 1:
-            wanted.append((config.query_port, "query load balancer"))
-        for i, (http, rpc) in enumerate(config.frontend_ports()):
-            wanted += [(http, f"query frontend {i}"), (rpc, f"query frontend {i} RPC")]
-        seen: dict[int, str] = {}
-        for port, what in wanted:
-            if port in seen:
-                raise ClusterStartError(f"Port {port} is configured twice: for the {seen[port]} "
-                                        f"and the {what}", port=port)
-            seen[port] = what
-            if _port_taken(config.host, port):
-                raise ClusterStartError(
-                    f"Port {port} on {config.host} (for the {what}) is already in use; stop "
-                    "what uses it or choose other ports", port=port, process=what)
-
     def _init_store(self, url: str) -> None:
         from clipper_core.plugins import open_store
 
@@ -220,64 +189,13 @@ class LocalProcessContainerManager:
 
     def _start_frontends(self, config: ClusterConfig, token: str) -> None:
         table = self._table(config)
-        env = self._base_env()
-        py, host = config.python, config.host
         self.progress(f"Starting Clipper cluster {config.cluster_name!r} "
                       f"(state dir {self.state_dir})")
-        table.start("management", [py, "-m", "clipper_frontends.management", "--store",
-                                   config.store_url, "--host", host, "--port",
-                                   str(config.management_port)],
-                    {**env, "CLIPPER_ADMIN_TOKEN": token}, {"kind": "frontend"})
-        checks = [("management", f"http://{host}:{config.management_port}/admin/ping")]
-        for i, (http, rpc) in enumerate(config.frontend_ports()):
-            name = f"query-{i}"
-            table.start(name, [py, "-m", "clipper_frontends.query", "--store", config.store_url,
-                               "--host", host, "--port", str(http), "--rpc-host", host,
-                               "--rpc-port", str(rpc), "--cache-size", str(config.cache_size),
-                               "--frontend-id", name], env, {"kind": "frontend"})
-            checks.append((name, f"http://{host}:{http}/healthz"))
-        if config.num_frontends > 1:
-            argv = [py, "-m", "clipper_local_process.balancer", "--listen",
-                    f"{host}:{config.query_port}"]
-            for http, _ in config.frontend_ports():
-                argv += ["--backend", f"{host}:{http}"]
-            table.start("balancer", argv, env, {"kind": "frontend"})
-            checks.append(("balancer", f"http://{host}:{config.query_port}/healthz"))
-        self._wait_ready(table, checks, token)
+        checks = startup.start_frontends(table, config, launch.ClusterSecrets(admin_token=token))
+        startup.wait_ready(table, checks, token, self.cluster_name, self.start_timeout)
         self.progress(f"Clipper cluster {config.cluster_name!r} is up: queries at "
                       f"http://{self.get_query_addr()}, management at "
                       f"http://{self.get_admin_addr()}")
-
-    def _wait_ready(self, table: ProcessTable, checks: list[tuple[str, str]],
-                    token: str | None) -> None:
-        import httpx
-
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        pending = dict(checks)
-        deadline = time.monotonic() + self.start_timeout
-        with httpx.Client(timeout=2.0, headers=headers) as client:
-            while pending:
-                for name, url in list(pending.items()):
-                    info = table.get(name)
-                    if info is None or info.restarts > 0 or not info.alive:
-                        code = info.last_exit_code if info else None
-                        raise ClusterStartError(
-                            f"The {name} process of cluster {self.cluster_name!r} died while "
-                            f"starting (exit code {code}); last log lines:\n"
-                            f"{table.tail(name)}", process=name, exit_code=code)
-                    try:
-                        if client.get(url).status_code == 200:
-                            del pending[name]
-                    except httpx.HTTPError:
-                        pass
-                if pending and time.monotonic() > deadline:
-                    name = next(iter(pending))
-                    raise ClusterStartError(
-                        f"The {name} process of cluster {self.cluster_name!r} did not answer "
-                        f"{pending[name]} within {self.start_timeout:.0f}s; last log lines:\n"
-                        f"{table.tail(name)}", process=name)
-                if pending:
-                    time.sleep(0.1)
 
     def connect(self) -> None:
         """Attach to the running cluster described in the state dir; raise
@@ -390,28 +308,15 @@ class LocalProcessContainerManager:
             while index in used:
                 index += 1
             used.add(index)
-            started.append(self._start_replica(table, config, name, version, itype, artifact,
-                                               image, index))
+            started.append(rp.start_replica(table, config, name, version, itype, artifact,
+                                            image, index))
         try:
-            self._wait_replicas(table, name, version, started)
+            rp.wait_connected(self._open_store(), table, config, name, version, started,
+                              self.get_num_replicas(name, version), self.replica_timeout,
+                              self.progress)
         except ContainerError:
             table.stop(started, timeout=2.0)  # do not leave a crash loop behind
             raise
-
-    def _start_replica(self, table: ProcessTable, config: ClusterConfig, name: str, version: str,
-                       itype: InputType, artifact: Artifact, image: str, index: int) -> str:
-        replica_id = f"{name}-{version}-{index}"
-        proc_name = f"replica__{name}__{version}__{index}"
-        frontends = config.rpc_addresses()
-        first_host, _, first_port = frontends[0].rpartition(":")
-        env = {**self._base_env(), "CLIPPER_MODEL_NAME": name, "CLIPPER_MODEL_VERSION": version,
-               "CLIPPER_INPUT_TYPE": itype.label, "CLIPPER_IP": first_host,
-               "CLIPPER_PORT": first_port, "CLIPPER_FRONTENDS": ",".join(frontends),
-               "CLIPPER_MODEL_PATH": str(artifact.model_path), "CLIPPER_REPLICA_ID": replica_id}
-        table.start(proc_name, [artifact.python or config.python, "-m", "clipper_core.runtime"],
-                    env, {"kind": "replica", "model_name": name, "model_version": version,
-                          "replica_id": replica_id, "index": str(index), "image": image})
-        return proc_name
 
     def _open_store(self) -> Any:
         if self._store is None:
@@ -419,36 +324,6 @@ class LocalProcessContainerManager:
 
             self._store = open_store(self.config.store_url)
         return self._store
-
-    def _wait_replicas(self, table: ProcessTable, name: str, version: str,
-                       started: list[str]) -> None:
-        """Wait until every query frontend sees as many connected replicas of
-        name:version as are running; fail fast when a new replica crashes."""
-        want = self.get_num_replicas(name, version)
-        frontends = [f"query-{i}" for i in range(self.config.num_frontends)]
-        deadline = time.monotonic() + self.replica_timeout
-        while time.monotonic() < deadline:
-            for proc_name in started:
-                info = table.get(proc_name)
-                if info is None or info.restarts > 0 or not info.alive:
-                    raise ContainerError(
-                        f"Replica {proc_name.split('__', 1)[1].replace('__', ':', 1)} of "
-                        f"{name}:{version} crashed on start (exit code "
-                        f"{info.last_exit_code if info else None}); last log lines:\n"
-                        f"{table.tail(proc_name)}", model_name=name, model_version=version)
-            try:
-                replicas = self._open_store().list_replicas()
-            except ClipperException:
-                replicas = []
-            seen = {f: {r.replica_id for r in replicas if r.frontend == f and r.connected
-                        and r.model_name == name and r.model_version == version}
-                    for f in frontends}
-            if all(len(ids) >= want for ids in seen.values()):
-                self.progress(f"{want} replica(s) of {name}:{version} connected")
-                return
-            time.sleep(0.1)
-        log.warning("replicas of %s:%s did not all connect within %.0fs", name, version,
-                    self.replica_timeout)
 
     def list_replicas(self) -> list[ReplicaStatus]:
         """Every model replica process: status (``running``, ``backoff`` while

@@ -1,0 +1,68 @@
+"""Placing model replicas as local processes and waiting for them to connect.
+
+A replica's command line and environment come from
+:func:`clipper_core.launch.replica_process`; the wait is
+:func:`clipper_core.launch.wait_for_replicas` over the cluster's state store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from clipper_core import launch
+from clipper_core.errors import ContainerError
+from clipper_core.models import InputType
+
+from .artifacts import Artifact
+from .clusters import ClusterConfig
+from .processes import ProcessTable
+from .startup import base_env
+
+
+def process_name(name: str, version: str, index: int) -> str:
+    """The process table's name of replica ``index`` of name:version."""
+    return f"replica__{name}__{version}__{index}"
+
+
+def start_replica(table: ProcessTable, config: ClusterConfig, name: str, version: str,
+                  itype: InputType, artifact: Artifact, image: str, index: int) -> str:
+    """Start replica ``index`` of name:version from ``artifact``; return its process name."""
+    rid = launch.replica_id(name, version, index)
+    spec = launch.replica_process(
+        name=name, version=version, input_type=itype,
+        frontends=launch.RpcTargets(addresses=config.rpc_addresses()),
+        model_path=str(artifact.model_path), replica_id=rid)
+    proc_name = process_name(name, version, index)
+    table.start(proc_name, spec.argv(artifact.python or config.python),
+                {**base_env(), **spec.environment()},
+                {"kind": "replica", "model_name": name, "model_version": version,
+                 "replica_id": rid, "index": str(index), "image": image})
+    return proc_name
+
+
+def crash_check(table: ProcessTable, name: str, version: str,
+                started: list[str]) -> Callable[[], None]:
+    """A check raising ContainerError (with the log tail) when a replica in
+    ``started`` died or restarted."""
+    def check() -> None:
+        for proc_name in started:
+            info = table.get(proc_name)
+            if info is None or info.restarts > 0 or not info.alive:
+                index = proc_name.rsplit("__", 1)[-1]
+                raise ContainerError(
+                    f"Replica {index} of {name}:{version} crashed on start (exit code "
+                    f"{info.last_exit_code if info else None}); last log lines:\n"
+                    f"{table.tail(proc_name)}", model_name=name, model_version=version)
+    return check
+
+
+def wait_connected(store: Any, table: ProcessTable, config: ClusterConfig, name: str,
+                   version: str, started: list[str], want: int, timeout: float,
+                   progress: Callable[[str], None]) -> bool:
+    """Until every query frontend sees ``want`` connected replicas of name:version."""
+    frontends = [f"query-{i}" for i in range(config.num_frontends)]
+    return launch.wait_for_replicas(
+        launch.store_replicas(store),
+        launch.ReplicaWait(name=name, version=version, count=want, frontends=frontends),
+        timeout=timeout, check=crash_check(table, name, version, started), progress=progress)
