@@ -131,7 +131,7 @@ def http_status(exc: ClipperException) -> int:
     """The HTTP status for ``exc``: the entry of its nearest class in the MRO."""
     for cls in type(exc).__mro__:
         if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]  # type: ignore[index]
+            return HTTP_STATUS[cls]
     return 500
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -91,9 +92,11 @@ def _positive_int(kind: str, value: object, *, allow: tuple[int, ...] = ()) -> i
 def _labels(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
-    if isinstance(value, str) or not all(isinstance(x, str) for x in value):  # type: ignore[union-attr]
+    items = (tuple(value) if isinstance(value, Iterable) and not isinstance(value, str)
+             else None)
+    if items is None or not all(isinstance(x, str) for x in items):
         raise ValidationError("labels must be a list of strings", argument="labels", value=value)
-    return tuple(value)  # type: ignore[arg-type]
+    return items
 
 
 @attrs.frozen(kw_only=True)

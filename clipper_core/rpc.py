@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from array import array
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +41,10 @@ U32_HEARTBEAT = _U32.pack(MSG_HEARTBEAT)
 U32_PREDICT = _U32.pack(REQUEST_PREDICT)
 
 #: numpy dtypes of the numeric input types on the wire.
-DTYPES = {InputType.INTS: np.dtype("<i4"), InputType.FLOATS: np.dtype("<f4"),
-          InputType.DOUBLES: np.dtype("<f8")}
-_DTYPES_BY_CODE = {int(it): dtype for it, dtype in DTYPES.items()}
+DTYPES: dict[InputType, np.dtype[Any]] = {
+    InputType.INTS: np.dtype("<i4"), InputType.FLOATS: np.dtype("<f4"),
+    InputType.DOUBLES: np.dtype("<f8")}
+_DTYPES_BY_CODE: dict[int, np.dtype[Any]] = {int(it): dtype for it, dtype in DTYPES.items()}
 _STRUCT_CODES = {InputType.INTS: "i", InputType.FLOATS: "f", InputType.DOUBLES: "d"}
 #: Packers by (code, length): building a Struct once per input length keeps
 #: encoding a request to one C call.
@@ -60,7 +62,8 @@ def pack_u32(value: int) -> bytes:
 def unpack_u32(frame: bytes) -> int:
     if len(frame) != 4:
         raise ProtocolError(f"expected a 4-byte u32 frame, got {len(frame)} bytes")
-    return _U32.unpack(frame)[0]
+    value: int = _U32.unpack(frame)[0]
+    return value
 
 
 # ---------------------------------------------------------------------------
@@ -85,7 +88,7 @@ def predict_request(msg_id: int, input_type: int, inputs: Sequence[bytes]) -> li
 _LITTLE = array("H", [1]).tobytes() == b"\x01\x00"
 
 
-def _swap(a: array) -> bytes:
+def _swap(a: array[int]) -> bytes:
     b = array(a.typecode, a)
     b.byteswap()
     return b.tobytes()
@@ -208,12 +211,12 @@ def _describe(value: object) -> str:
     return f"a {type(value).__name__}" if value is not None else "null"
 
 
-def _describe_items(value: list) -> str:
+def _describe_items(value: list[Any]) -> str:
     kinds = sorted({type(v).__name__ for v in value})
     return "a list holding " + ", ".join(kinds)
 
 
-def decode_inputs(input_type: int, raw: Sequence[bytes]) -> list:
+def decode_inputs(input_type: int, raw: Sequence[bytes]) -> list[Any]:
     """Container side: wire bytes -> what a model's predict function receives:
     numpy arrays for numbers, str for strings, bytes for bytes."""
     dtype = _DTYPES_BY_CODE.get(input_type)

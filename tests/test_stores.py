@@ -22,14 +22,9 @@ from clipper_core.stores.memory import MemoryStateStore
 from clipper_core.stores.migrate import copy_state
 from clipper_core.stores.redis import RedisStateStore, parse_redis_url
 from clipper_core.stores.sqlite import SqliteStateStore
-from clipper_core.testing.state_store import (
-    Recorder,
-    RedisServer,
-    StateStoreContract,
-    make_app,
-    make_model,
-    make_replica,
-)
+from clipper_core.testing.redis_server import RedisServer
+from clipper_core.testing.state_store import StateStoreContract
+from clipper_core.testing.values import Recorder, make_app, make_model, make_replica
 
 # ---------------------------------------------------------------------------
 # memory
@@ -116,7 +111,7 @@ def _run_writer(sqlite_url: str, code: str) -> subprocess.Popen[bytes]:
     script = textwrap.dedent("""
         import sys
         from clipper_core.plugins import open_store
-        from clipper_core.testing.state_store import make_app, make_model, make_replica
+        from clipper_core.testing.values import make_app, make_model, make_replica
         store = open_store(sys.argv[1])
     """) + textwrap.dedent(code)
     return subprocess.Popen([sys.executable, "-c", script, sqlite_url], cwd=ROOT,

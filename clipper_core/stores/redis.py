@@ -12,7 +12,7 @@ Layout under ``{prefix}:``: ``revision`` (counter), ``apps`` (name -> JSON),
 ``model_counts`` (name -> number of versions), ``current`` (name -> version),
 ``replicas`` (``[model,version,id,frontend]`` -> JSON).  Each configuration
 write is one Lua script (checks, change, ``INCR revision`` and ``PUBLISH``
-run atomically); reads of several keys run in one MULTI/EXEC.  Watchers
+run atomically: :mod:`clipper_core.stores.redis_scripts`); reads of several keys run in one MULTI/EXEC.  Watchers
 follow the pub/sub channel and poll the revision as a fallback.
 
 redis-py is imported when a store is opened, not when the plugin loads.
@@ -33,13 +33,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import StoreUnavailableError, ValidationError
+from ..errors import StoreUnavailableError
 from ..hookspecs import hookimpl
 from ..models import Application, ModelVersion, Replica, Snapshot
 from .base import (
-    DEFAULT_POLL_INTERVAL,
     BaseStateStore,
     app_exists,
     app_from_record,
@@ -54,122 +52,15 @@ from .base import (
     replica_record,
     version_missing,
 )
+from .redis_scripts import SCRIPTS
+from .redis_url import DEFAULT_PREFIX, parse_redis_url, redact
+
+__all__ = ["DEFAULT_PREFIX", "MAX_BACKOFF", "RedisStateStore", "parse_redis_url"]
 
 log = logging.getLogger("clipper.stores.redis")
 
-DEFAULT_PREFIX = "clipper"
-
 #: Longest time calls fail fast after a connection failure before retrying.
 MAX_BACKOFF = 1.0
-
-# KEYS of every script: revision, apps, links, models, model_counts, current.
-# ARGV[1] is the change channel; scripts return "ok" or an error code.
-_ADD_APP = """
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 'app_exists' end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[4]) end
-redis.call('PUBLISH', ARGV[1], redis.call('INCR', KEYS[1]))
-return 'ok'
-"""
-
-_DELETE_APP = """
-if redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 'app_missing' end
-redis.call('HDEL', KEYS[3], ARGV[2])
-redis.call('PUBLISH', ARGV[1], redis.call('INCR', KEYS[1]))
-return 'ok'
-"""
-
-# ARGV: channel, name, field, record JSON (without "seq"), version, make_current
-_ADD_MODEL = """
-if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return 'model_exists' end
-local rev = redis.call('INCR', KEYS[1])
-local rec = string.sub(ARGV[4], 1, -2) .. ',"seq":' .. rev .. '}'
-redis.call('HSET', KEYS[4], ARGV[3], rec)
-redis.call('HINCRBY', KEYS[5], ARGV[2], 1)
-if ARGV[6] == '1' then redis.call('HSET', KEYS[6], ARGV[2], ARGV[5]) end
-redis.call('PUBLISH', ARGV[1], rev)
-return 'ok'
-"""
-
-# ARGV: channel, name, field, version
-_DELETE_MODEL = """
-if redis.call('HDEL', KEYS[4], ARGV[3]) == 0 then return 'version_missing' end
-if redis.call('HINCRBY', KEYS[5], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[5], ARGV[2]) end
-if redis.call('HGET', KEYS[6], ARGV[2]) == ARGV[4] then redis.call('HDEL', KEYS[6], ARGV[2]) end
-redis.call('PUBLISH', ARGV[1], redis.call('INCR', KEYS[1]))
-return 'ok'
-"""
-
-_SET_CURRENT = """
-if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 0 then return 'version_missing' end
-redis.call('HSET', KEYS[6], ARGV[2], ARGV[4])
-redis.call('PUBLISH', ARGV[1], redis.call('INCR', KEYS[1]))
-return 'ok'
-"""
-
-# ARGV: channel, app, model ('' unlinks)
-_SET_LINK = """
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return 'app_missing' end
-if ARGV[3] == '' then
-  redis.call('HDEL', KEYS[3], ARGV[2])
-else
-  if redis.call('HEXISTS', KEYS[5], ARGV[3]) == 0 then return 'model_missing' end
-  redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-end
-redis.call('PUBLISH', ARGV[1], redis.call('INCR', KEYS[1]))
-return 'ok'
-"""
-
-_CERT_REQS = {"required", "optional", "none"}
-
-
-def parse_redis_url(url: str) -> dict[str, Any]:
-    """Split a ``redis://``/``rediss://`` store URL into connection options
-    (keyword arguments of ``redis.Redis``) plus ``prefix`` and ``poll``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValidationError(f"Not a Redis store URL: {url!r}", argument="store", value=url)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    try:
-        port = parts.port or 6379
-        db_text = parts.path.strip("/")
-        db = int(db_text) if db_text else int(query.pop("db", 0))
-        opts: dict[str, Any] = {
-            "host": parts.hostname or "127.0.0.1", "port": port, "db": db,
-            "username": unquote(parts.username) if parts.username else None,
-            "password": unquote(parts.password) if parts.password else None,
-            "socket_timeout": float(query.pop("timeout", 2.0)),
-            "socket_connect_timeout": float(query.pop("connect_timeout", 1.0)),
-            "poll": float(query.pop("poll", DEFAULT_POLL_INTERVAL)),
-        }
-    except ValueError as exc:
-        raise ValidationError(f"Bad Redis store URL {url!r}: {exc}", argument="store",
-                              value=url) from exc
-    opts["prefix"] = query.pop("prefix", DEFAULT_PREFIX) or DEFAULT_PREFIX
-    if parts.scheme == "rediss":
-        opts["ssl"] = True
-        reqs = query.pop("ssl_cert_reqs", "required")
-        if reqs not in _CERT_REQS:
-            raise ValidationError(f"Bad ssl_cert_reqs {reqs!r} in {url!r}: one of "
-                                  f"{', '.join(sorted(_CERT_REQS))}", argument="store", value=url)
-        opts["ssl_cert_reqs"] = reqs
-        for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-            if key in query:
-                opts[key] = query.pop(key)
-    if query:
-        raise ValidationError(f"Unknown option(s) {', '.join(sorted(query))} in Redis store "
-                              f"URL {_redact(url)!r}", argument="store", value=_redact(url))
-    return opts
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port
-                                                              else "")
-    return parts._replace(netloc=netloc).geturl()
-
 
 def _field(*parts: str) -> str:
     return json.dumps(list(parts), separators=(",", ":"))
@@ -198,10 +89,8 @@ class RedisStateStore(BaseStateStore):
         self._replicas_key = f"{p}:replicas"
         #: pub/sub channels are not per database, so the channel names both.
         self.channel = f"{p}:changes@{opts['db']}"
-        self._scripts = {name: self._client.register_script(src) for name, src in (
-            ("add_app", _ADD_APP), ("delete_app", _DELETE_APP), ("add_model", _ADD_MODEL),
-            ("delete_model", _DELETE_MODEL), ("set_current", _SET_CURRENT),
-            ("set_link", _SET_LINK))}
+        self._scripts = {name: self._client.register_script(src)
+                         for name, src in SCRIPTS.items()}
         self._push_stop = threading.Event()
         self._connection_errors: tuple[type[Exception], ...] = (
             redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -220,12 +109,12 @@ class RedisStateStore(BaseStateStore):
         connection failure, fail fast for a back-off period (50 ms doubling to
         1 s) before the next call tries to reconnect."""
         if self._closed:
-            raise StoreUnavailableError(f"{self._where} is closed", url=_redact(self.url))
+            raise StoreUnavailableError(f"{self._where} is closed", url=redact(self.url))
         wait = self._retry_at - time.monotonic()
         if wait > 0:
             raise StoreUnavailableError(
                 f"{self._where} is unavailable: {self._last_error} (retrying in {wait:.2f}s)",
-                url=_redact(self.url))
+                url=redact(self.url))
         try:
             yield
         except (self._redis_error, OSError) as exc:
@@ -236,7 +125,7 @@ class RedisStateStore(BaseStateStore):
                     self._retry_at = time.monotonic() + self._backoff
                     self._last_error = message
             raise StoreUnavailableError(f"{self._where} is unavailable: {message}",
-                                        url=_redact(self.url)) from exc
+                                        url=redact(self.url)) from exc
         if self._backoff:
             with self._backoff_lock:
                 self._backoff, self._retry_at = 0.0, 0.0
@@ -249,7 +138,7 @@ class RedisStateStore(BaseStateStore):
             make = errors.get(code)
             if make is None:
                 raise StoreUnavailableError(f"{self._where}: unexpected reply {code!r} "
-                                            f"from the {script} script", url=_redact(self.url))
+                                            f"from the {script} script", url=redact(self.url))
             raise make()
         self._changed()
 
@@ -258,7 +147,8 @@ class RedisStateStore(BaseStateStore):
         with self._guard():
             pipe = self._client.pipeline(transaction=True)
             build(pipe)
-            return pipe.execute()
+            replies: list[Any] = pipe.execute()
+        return replies
 
     # -- applications ------------------------------------------------------
     def add_application(self, app: Application) -> None:
@@ -303,7 +193,8 @@ class RedisStateStore(BaseStateStore):
 
     def get_current_version(self, name: str) -> str | None:
         with self._guard():
-            return self._client.hget(self._keys[5], name)
+            version: str | None = self._client.hget(self._keys[5], name)
+        return version
 
     def set_current_version(self, name: str, version: str) -> None:
         self._run("set_current", name, _field(name, version), version,

@@ -63,7 +63,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -81,22 +81,25 @@ def predict(inputs):
 
 _counter = itertools.count(1)
 
+T = TypeVar("T")
+
 
 def unique_name(prefix: str) -> str:
     """A DNS-1123 name unique to this test run (model or application)."""
     return f"{prefix}-{uuid.uuid4().hex[:6]}-{next(_counter)}"
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             interval: float = 0.1) -> Any:
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str,
+             interval: float = 0.1) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: object = None
     while True:
         try:
-            last = predicate()
-            if last:
-                return last
+            value = predicate()
+            if value:
+                return value
+            last = value
         except Exception as exc:  # noqa: BLE001 - reported on timeout
             last = exc
         if time.monotonic() > deadline:
@@ -115,7 +118,8 @@ def predict(conn: Any, app: str, x: list[float], version: str | None = None,
     resp = httpx.post(f"http://{conn.get_query_addr()}/{app}/predict", json=body,
                       timeout=timeout)
     assert resp.status_code == 200, f"{resp.status_code}: {resp.text}"
-    return resp.json()
+    answer: dict[str, Any] = resp.json()
+    return answer
 
 
 def connected_replicas(conn: Any, name: str, version: str) -> set[str]:
@@ -161,8 +165,9 @@ class ContainerManagerContract:
 
     @pytest.fixture
     def model_image(self, clipper_conn: Any, model_dir: Path) -> str:
-        return clipper_conn.build_model("contract-model", "1", str(model_dir),
-                                        self.base_image)
+        image: str = clipper_conn.build_model("contract-model", "1", str(model_dir),
+                                              self.base_image)
+        return image
 
     # -- helpers -------------------------------------------------------------
     def deploy(self, conn: Any, image: str, name: str, version: str = "1",
