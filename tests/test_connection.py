@@ -274,7 +274,7 @@ def test_register_application_and_read_it_back(conn: ClipperConnection) -> None:
         "name": "app-info", "input_type": "doubles", "default_output": "-1.0",
         "latency_slo_micros": 100000}
     assert info in conn.get_all_apps(verbose=True)
-    assert conn.get_linked_models("app-info") is None
+    assert conn.get_linked_models("app-info") == []
     assert conn.get_app_info("no-such-app") is None
 
 
@@ -298,12 +298,10 @@ def test_delete_and_unregister_application(conn: ClipperConnection) -> None:
 
 
 @pytest.mark.parametrize("bad", ["App", "my_app", "", "-x", "a" * 64, 12.5])
-def test_invalid_names_fail_before_anything_is_stored(conn: ClipperConnection,
-                                                      manager: AddressManager,
-                                                      bad: Any) -> None:
+def test_invalid_model_names_fail_before_anything_is_stored(conn: ClipperConnection,
+                                                            manager: AddressManager,
+                                                            bad: Any) -> None:
     before_apps, before_models = conn.get_all_apps(), conn.get_all_models()
-    with pytest.raises(ValidationError, match="Invalid application name"):
-        conn.register_application(bad, "doubles", "-1", 1000)
     with pytest.raises(ValidationError, match="Invalid model name"):
         conn.register_model(bad, "1", "doubles")
     with pytest.raises(ValidationError, match="Invalid model version"):
@@ -313,12 +311,45 @@ def test_invalid_names_fail_before_anything_is_stored(conn: ClipperConnection,
     with pytest.raises(ValidationError, match="Invalid model version"):
         conn.deploy_model("ok-model", bad, "doubles", "img")
     with pytest.raises(ValidationError, match="Invalid model name"):
-        conn.link_model_to_app("ok-app", bad)
-    with pytest.raises(ValidationError, match="Invalid model name"):
         conn.build_model(bad, "1", ".", "base")
     assert manager.calls == [("connect",)]
     assert conn.get_all_apps() == before_apps
     assert conn.get_all_models() == before_models
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "a b", ".", "..", "a" * 256, 12.5, None])
+def test_application_names_that_cannot_be_queried_are_refused(conn: ClipperConnection,
+                                                              bad: Any) -> None:
+    before = conn.get_all_apps()
+    with pytest.raises(ValidationError, match="Invalid application name"):
+        conn.register_application(bad, "doubles", "-1", 1000)
+    assert conn.get_all_apps() == before
+
+
+def test_application_names_are_clippers(conn: ClipperConnection) -> None:
+    """Clipper registers any application name; so do we, when it can be queried."""
+    for name in ("my_app", "App1", "test.app", "a~b", "a" * 255):
+        conn.register_application(name, "doubles", "-1", 1000)
+        assert conn.get_app_info(name)["name"] == name
+        conn.delete_application(name)
+
+
+def test_lookups_do_not_validate_names(conn: ClipperConnection) -> None:
+    conn.register_application("lookup_app", "doubles", "-1", 1000)
+    with pytest.raises(NotFoundError, match="No model with name 'test_model'"):
+        conn.link_model_to_app("lookup_app", "test_model")
+    assert conn.get_app_info("fake_app") is None
+    assert conn.get_model_info("Not_A_Model", "V1") is None
+    with pytest.raises(NotFoundError, match="No application with name 'fake_app'"):
+        conn.delete_application("fake_app")
+    with pytest.raises(NotFoundError, match="No application with name 'fake_app'"):
+        conn.link_model_to_app("fake_app", "test_model")
+    with pytest.raises(NotFoundError, match="No model with name 'Bad_Model'"):
+        conn.set_model_version("Bad_Model", "1")
+    with pytest.raises(NotFoundError, match="No versions of model Bad_Model"):
+        conn.get_current_model_version("Bad_Model")
+    with pytest.raises(NotFoundError, match="version 'V1'"):
+        conn.delete_versioned_model("not-registered", "V1")
 
 
 def test_invalid_arguments_are_rejected(conn: ClipperConnection) -> None:
@@ -380,7 +411,7 @@ def test_linking_an_unregistered_model_fails(conn: ClipperConnection) -> None:
     conn.register_application("app-nolink", "doubles", "-1", 1000)
     with pytest.raises(ClipperException, match="No model with name"):
         conn.link_model_to_app("app-nolink", "m-unregistered")
-    assert conn.get_linked_models("app-nolink") is None
+    assert conn.get_linked_models("app-nolink") == []
 
 
 def test_link_rules(conn: ClipperConnection) -> None:
@@ -400,7 +431,7 @@ def test_link_rules(conn: ClipperConnection) -> None:
     with pytest.raises(NotFoundError, match="No application with name 'app-nope'"):
         conn.link_model_to_app("app-nope", "m-link")
     conn.unlink_model_from_app("app-link", "m-link")
-    assert conn.get_linked_models("app-link") is None
+    assert conn.get_linked_models("app-link") == []
     conn.link_model_to_app("app-link", "m-link2")
     assert conn.get_app_info("app-link")["linked_models"] == ["m-link2"]
 
@@ -461,20 +492,27 @@ def test_set_model_version_with_replicas(conn: ClipperConnection,
     assert manager.replicas[("m-roll", "1")] == 3
 
 
-def test_stop_methods_keep_versions_registered(conn: ClipperConnection,
-                                               manager: AddressManager) -> None:
+def test_stop_methods_unregister_the_stopped_versions(conn: ClipperConnection,
+                                                     manager: AddressManager) -> None:
     for v in ("1", "2", "3"):
         conn.deploy_model("m-stop", v, "doubles", f"img:{v}", num_replicas=1)
     conn.deploy_model("m-other", "1", "doubles", "img", num_replicas=1)
+    conn.deploy_model("m-other", "2", "doubles", "img", num_replicas=1)
+
+    def registered() -> list[str]:
+        return sorted(m for m in conn.get_all_models() if m.startswith(("m-stop", "m-other")))
+
     conn.stop_inactive_model_versions(["m-stop"])
     assert manager.calls[-1] == ("stop_models", {"m-stop": ["1", "2"]})
     assert manager.replicas[("m-stop", "3")] == 1
-    conn.stop_versioned_models({"m-stop": [3]})
-    assert manager.calls[-1] == ("stop_models", {"m-stop": ["3"]})
+    assert registered() == ["m-other:1", "m-other:2", "m-stop:3"]
+    assert conn.get_current_model_version("m-stop") == "3"
+    conn.stop_versioned_models({"m-stop": [3], "m-never": ["1"]})
+    assert manager.calls[-1] == ("stop_models", {"m-stop": ["3"], "m-never": ["1"]})
+    assert registered() == ["m-other:1", "m-other:2"]
     conn.stop_models(["m-other"])
-    assert manager.calls[-1] == ("stop_models", {"m-other": ["1"]})
-    assert sorted(m for m in conn.get_all_models() if m.startswith("m-stop")) == [
-        "m-stop:1", "m-stop:2", "m-stop:3"]
+    assert manager.calls[-1] == ("stop_models", {"m-other": ["1", "2"]})
+    assert registered() == []
     with pytest.raises(ValidationError):
         conn.stop_models("m-stop")
 
