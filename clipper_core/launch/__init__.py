@@ -8,6 +8,7 @@ Container managers keep only placement: where and how these run.
 
 from __future__ import annotations
 
+from .compat import ignored_parameter
 from .images import (
     DEFAULT_IMAGES,
     IMAGE_ROLE_LABEL,
@@ -45,7 +46,7 @@ __all__ = [
     "ADMIN_TOKEN_ENV", "DEFAULT_CACHE_SIZE", "DEFAULT_IMAGES", "IMAGE_ROLE_LABEL", "IMAGE_TITLE",
     "IMAGE_TITLE_LABEL", "MANAGEMENT_PORT", "MODEL_PATH", "QUERY_PORT", "REPLICA_ENV_KEYS",
     "ROLE_MANAGEMENT", "ROLE_QUERY", "ROLE_REPLICA", "RPC_PORT", "ClusterSecrets",
-    "ModelImageBuilder", "ProcessSpec", "ProjectImages", "ReadyCheck", "ReplicaWait",
+    "ModelImageBuilder", "ignored_parameter", "ProcessSpec", "ProjectImages", "ReadyCheck", "ReplicaWait",
     "RpcTargets", "Secret", "admin_replicas", "get_image_builder", "is_project_image",
     "management_process", "query_process", "replica_id", "replica_process", "store_replicas",
     "wait_for_replicas",

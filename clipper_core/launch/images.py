@@ -31,17 +31,19 @@ IMAGE_ROLE_LABEL = "ai.clipper-core.image"
 CLIPPER_IMAGE_PREFIX = "clipper/"
 
 
+_PREFIX = "clipper-core"
+
+
 @attrs.frozen(kw_only=True)
 class ProjectImages:
-    """Tags of the project's three images."""
+    """Tags of the project's three images (default ``clipper-core/...:<version>``)."""
 
-    query_frontend: str
-    management_frontend: str
-    model_base: str
+    query_frontend: str = f"{_PREFIX}/query-frontend:{__version__}"
+    management_frontend: str = f"{_PREFIX}/management-frontend:{__version__}"
+    model_base: str = f"{_PREFIX}/python-model:{__version__}"
 
     @classmethod
-    def with_prefix(cls, prefix: str = "clipper-core",
-                    version: str = __version__) -> ProjectImages:
+    def with_prefix(cls, prefix: str = _PREFIX, version: str = __version__) -> ProjectImages:
         """``<prefix>/query-frontend:<version>``, ``<prefix>/management-frontend:...``,
         ``<prefix>/python-model:...``."""
         return cls(query_frontend=f"{prefix}/query-frontend:{version}",
@@ -55,7 +57,7 @@ class ProjectImages:
                 "model_base": self.model_base}
 
 
-DEFAULT_IMAGES = ProjectImages.with_prefix()
+DEFAULT_IMAGES = ProjectImages()
 
 
 def is_project_image(labels: dict[str, str] | None) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import attrs
 
+from clipper_core.launch import RpcTargets, replica_id
+
 CLUSTER = "clipper.cluster"
 ROLE = "clipper.role"
 OWNED = "clipper.owned"
@@ -31,6 +33,11 @@ ROLE_MODEL = "model"
 LIVE_STATES = ("created", "running", "restarting")
 
 HOST_NETWORK = "host"
+#: Clipper's default network name; created when missing (host networking
+#: when the engine cannot create bridge networks).
+DEFAULT_NETWORK = "clipper_network"
+
+__all__ = ["ClusterInfo", "container_name", "network_name", "query_alias", "replica_id"]
 
 
 def container_name(cluster: str, *parts: str) -> str:
@@ -95,15 +102,12 @@ class ClusterInfo:
                            x.partition("/") for x in
                            labels.get("clipper.query_endpoints", "").split(",") if x)))
 
-    def replica_env(self) -> dict[str, str]:
-        """How a model replica finds the query frontends."""
+    def rpc_targets(self) -> RpcTargets:
+        """How a model replica finds the query frontends: the shared alias
+        (resolving to each frontend) on a bridge network, else the list."""
         if self.host_network or len(self.frontends) != 1:
-            return {"CLIPPER_FRONTENDS": ",".join(self.frontends)}
+            return RpcTargets(addresses=self.frontends)
         host, _, port = self.frontends[0].rpartition(":")
-        return {"CLIPPER_IP": host, "CLIPPER_PORT": port}
+        return RpcTargets(host=host, port=int(port))
 
 
-def replica_id(model_name: str, model_version: str, index: int | str) -> str:
-    """The replica id of replica ``index`` of name:version; unique within a
-    cluster because the runtime uses it as its RPC identity."""
-    return f"{model_name}-{model_version}-{index}"

@@ -1,5 +1,10 @@
 """The project's own images: query frontend, management frontend, model base.
 
+Their tags (:data:`clipper_core.launch.DEFAULT_IMAGES`) are ours, not
+Clipper's, and they carry the label
+:data:`clipper_core.launch.IMAGE_TITLE_LABEL` that managers check before
+using a local image of one of these names.
+
 All three come from one Dockerfile built ``FROM`` a Python base image: a
 virtualenv at ``/opt/clipper`` (first on ``PATH``, so ``pip install`` in
 images built from them installs there), clipper-core's dependencies
@@ -35,6 +40,13 @@ import attrs
 
 import clipper_core
 from clipper_core.errors import BuildError
+from clipper_core.launch import (
+    DEFAULT_IMAGES,
+    IMAGE_ROLE_LABEL,
+    IMAGE_TITLE,
+    IMAGE_TITLE_LABEL,
+    ProjectImages,
+)
 
 from .builds import CA_FILE, BuildOptions, Progress, build_image
 from .engine import connect_engine, log
@@ -45,10 +57,11 @@ VERSION = clipper_core.__version__
 _NOT_SOURCE = (".git", "build", "dist", "*.egg-info", "__pycache__", ".venv", "venv",
                ".mypy_cache", ".ruff_cache", ".pytest_cache", "results", "clipper_logs")
 
-#: Default tags of the project's images.
-QUERY_FRONTEND_IMAGE = f"clipper/query_frontend:{VERSION}"
-MGMT_FRONTEND_IMAGE = f"clipper/management_frontend:{VERSION}"
-MODEL_BASE_IMAGE = f"clipper/python-closure-container:{VERSION}"
+#: Default tags of the project's images: names of our own, not Clipper's
+#: (``clipper/query_frontend:0.4.0`` is Clipper's frontend).
+QUERY_FRONTEND_IMAGE = DEFAULT_IMAGES.query_frontend
+MGMT_FRONTEND_IMAGE = DEFAULT_IMAGES.management_frontend
+MODEL_BASE_IMAGE = DEFAULT_IMAGES.model_base
 
 _DOCKERFILE = """\
 FROM {base} AS core
@@ -60,44 +73,25 @@ RUN {pip_requirements}{rm_ca}
 COPY wheels/ /tmp/clipper/wheels/
 RUN pip install --no-cache-dir --no-deps --no-index /tmp/clipper/wheels/*.whl \\
     && rm -rf /tmp/clipper
-LABEL org.opencontainers.image.title="clipper-core" \\
+LABEL {title_label}="{title}" \\
       org.opencontainers.image.version="{version}"
 
 FROM core AS query_frontend
+LABEL {role_label}="query_frontend"
 EXPOSE 1337 7000
 ENTRYPOINT ["python", "-m", "clipper_frontends.query"]
 
 FROM core AS management_frontend
+LABEL {role_label}="management_frontend"
 EXPOSE 1338
 ENTRYPOINT ["python", "-m", "clipper_frontends.management"]
 
 FROM core AS model_base
+LABEL {role_label}="model_base"
 ENV CLIPPER_MODEL_PATH=/model
 WORKDIR /model
 CMD ["python", "-m", "clipper_core.runtime"]
 """
-
-
-@attrs.frozen(kw_only=True)
-class ProjectImages:
-    """Tags of the three project images."""
-
-    query_frontend: str = QUERY_FRONTEND_IMAGE
-    management_frontend: str = MGMT_FRONTEND_IMAGE
-    model_base: str = MODEL_BASE_IMAGE
-
-    @classmethod
-    def with_prefix(cls, prefix: str = "clipper", version: str = VERSION) -> ProjectImages:
-        """Tags ``<prefix>/query_frontend:<version>`` and so on."""
-        return cls(query_frontend=f"{prefix}/query_frontend:{version}",
-                   management_frontend=f"{prefix}/management_frontend:{version}",
-                   model_base=f"{prefix}/python-closure-container:{version}")
-
-    def targets(self) -> dict[str, str]:
-        """Dockerfile stage -> tag."""
-        return {"query_frontend": self.query_frontend,
-                "management_frontend": self.management_frontend,
-                "model_base": self.model_base}
 
 
 def project_source() -> Path | None:
@@ -183,6 +177,7 @@ def write_context(context: Path, options: BuildOptions, source: Path | None = No
     copy_ca = options.copy_ca(context)
     (context / "Dockerfile").write_text(_DOCKERFILE.format(
         base=options.python_base_image, copy_ca=copy_ca, version=VERSION,
+        title_label=IMAGE_TITLE_LABEL, title=IMAGE_TITLE, role_label=IMAGE_ROLE_LABEL,
         pip_requirements=options.pip_install(["-r", "/tmp/clipper/requirements.txt"]),
         rm_ca=f" && rm -f /tmp/{CA_FILE}" if copy_ca else ""))
 
@@ -202,7 +197,7 @@ def build_project_images(*, python_base_image: str | None = None, ca_bundle: str
     :param pip_args: extra pip arguments (default ``CLIPPER_PIP_ARGS``).
     :param network_mode: build network; default ``CLIPPER_BUILD_NETWORK``, or
         ``host`` when the engine has no default bridge.
-    :param images: the tags to give (default ``clipper/...:<version>``).
+    :param images: the tags to give (default ``clipper-core/...:<version>``).
     :param source: project checkout to build clipper-core from.
     :returns: the tags built.  Raises BuildError when a step fails.
     """
@@ -235,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pip-args", help="extra pip install arguments, one string "
                         "(default $CLIPPER_PIP_ARGS)")
     parser.add_argument("--network", dest="network_mode", help="build network mode")
-    parser.add_argument("--prefix", default="clipper", help="repository prefix of the tags")
+    parser.add_argument("--prefix", default="clipper-core", help="repository prefix of the tags")
     parser.add_argument("--source", help="clipper-core project directory to build from")
     parser.add_argument("-q", "--quiet", action="store_true", help="no build output")
     args = parser.parse_args(argv)

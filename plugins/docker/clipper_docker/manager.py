@@ -1,87 +1,93 @@
 """DockerContainerManager: a Clipper cluster as containers on one Docker engine.
 
 ``start_clipper`` runs Redis (the state store, unless ``redis_ip`` is given),
-the management frontend and the query frontends on a network the cluster
-owns (``clipper-<cluster>``; ``docker_network="host"`` for host networking,
-chosen automatically when the engine cannot create a bridge network).  Model
-replicas run with restart policy ``always``.  Everything is found again by
-label (:mod:`clipper_docker.cluster`), so ``connect()`` in another process
-sees the same cluster.  Docker SDK errors become ContainerError, BuildError
-or ClusterStartError.
+the management frontend and the query frontends on ``docker_network``
+(Clipper's ``clipper_network`` by default, created when missing; ``"host"``
+for host networking, chosen automatically when the engine cannot create a
+bridge network for the default).  Model replicas run with restart policy
+``always``.  Everything is found again by label (:mod:`clipper_docker.cluster`),
+so ``connect()`` in another process sees the same cluster.  What runs comes
+from :mod:`clipper_core.launch`; placement of the frontends is in
+:mod:`clipper_docker.startup`, images in :mod:`clipper_docker.registry`.
+Docker SDK errors become ContainerError, BuildError or ClusterStartError.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
-import shutil
-import tempfile
 import time
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
-
-from clipper_core.errors import (
-    BuildError,
-    ClusterStartError,
-    ContainerError,
-    ValidationError,
-)
+from clipper_core import launch
+from clipper_core.errors import ClusterStartError, ContainerError, ValidationError
 from clipper_core.models import InputType, ReplicaStatus, validate_name
 
 from . import cluster as lb
-from .builds import BuildOptions, Progress, build_image, ensure_image, model_dockerfile, push_image
+from . import networks, replicas, startup
+from .builds import BuildOptions, Progress, ensure_image
 from .cluster import ClusterInfo
-from .engine import connect_engine, docker_errors, has_default_bridge, log
+from .engine import connect_engine, docker_errors, log
 from .images import ProjectImages
-from .probes import admin_post, exec_ok, free_port, http_ok, log_tail
+from .registry import DockerRegistry
 
 ENV_REDIS_IMAGE = "CLIPPER_REDIS_IMAGE"
 DEFAULT_REDIS_IMAGE = "redis:7"
 
 _IMAGE_HINT = ("Build the project's images with `python -m clipper_docker.images` "
                "(see clipper_docker.images)")
+_WHO = "DockerContainerManager"
 
 
 class DockerContainerManager:
     """Runs a cluster's frontends and model replicas as Docker containers.
 
-    :param cluster_name: names the cluster; every container, the network and
-        the Redis key prefix carry it.
+    The positional parameters are Clipper's, in Clipper's order and with its
+    defaults; the rest are keyword-only.
+
+    :param cluster_name: names the cluster; every container and the Redis key
+        prefix carry it.
     :param docker_ip_address: where the engine's published ports are reached.
+    :param use_centralized_log: accepted for compatibility; logs are read with
+        ``get_clipper_logs()`` (warns once when True).
+    :param fluentd_port: accepted for compatibility; no Fluentd runs (warns
+        once when not 24224).
+    :param clipper_query_port, clipper_management_port, clipper_rpc_port: the
+        frontends' ports (published on the engine's host).
     :param redis_ip: use this external Redis instead of starting one.
-    :param docker_network: network to run on; None = a network the cluster
-        owns, ``"host"`` = host networking.
+    :param redis_port: port of that Redis, or of the one the cluster starts.
+    :param prometheus_port: accepted for compatibility; metrics are served at
+        ``GET /metrics`` on the query port (warns once when not 9090).
+    :param docker_network: network to run on (created when missing; removed
+        by ``stop_all`` when this cluster created it and nothing else uses
+        it); ``"host"`` = host networking.
     :param extra_container_kwargs: extra ``containers.run`` arguments for
-        every container (e.g. ``{"mem_limit": "1g"}``).
+        every container (e.g. ``{"mem_limit": "1g"}``); its ``labels`` are
+        added to every container's labels, as in Clipper.
     :param labels: extra labels for every container.
-    :param use_centralized_log: accepted for compatibility; ignored.
     :param redis_image: image Redis runs from (``CLIPPER_REDIS_IMAGE``, ``redis:7``).
     :param python_base_image, build_ca_bundle, pip_args, build_network: how
         images are built (see :class:`clipper_docker.builds.BuildOptions`).
     :param admin_token: bearer token for ``/admin/*`` (``CLIPPER_ADMIN_TOKEN``).
     :param start_timeout: seconds ``start_clipper`` waits for readiness.
     :param replica_timeout: seconds a deploy waits for new replicas to connect.
-    :param images: tags of the project's images (defaults to ``clipper/...:<version>``).
+    :param images: tags of the project's images (``clipper-core/...:<version>``).
     :param progress: called with each line of build/push output.
     """
 
-    def __init__(self, cluster_name: str = "default", docker_ip_address: str = "localhost",
-                 clipper_query_port: int = 1337, clipper_management_port: int = 1338,
-                 clipper_rpc_port: int = 7000, redis_ip: str | None = None,
-                 redis_port: int = 6379, prometheus_port: int = 1390,
-                 docker_network: str | None = None,
-                 extra_container_kwargs: dict[str, Any] | None = None,
-                 labels: dict[str, str] | None = None, use_centralized_log: bool = False,
-                 redis_image: str | None = None, python_base_image: str | None = None,
-                 build_ca_bundle: str | None = None, pip_args: list[str] | str | None = None,
-                 build_network: str | None = None, admin_token: str | None = None,
-                 start_timeout: float = 90.0, replica_timeout: float = 60.0,
-                 images: ProjectImages | None = None,
+    def __init__(self, cluster_name: str = "default-cluster",
+                 docker_ip_address: str = "localhost", use_centralized_log: bool = False,
+                 fluentd_port: int = 24224, clipper_query_port: int = 1337,
+                 clipper_management_port: int = 1338, clipper_rpc_port: int = 7000,
+                 redis_ip: str | None = None, redis_port: int = 6379,
+                 prometheus_port: int = 9090, docker_network: str | None = lb.DEFAULT_NETWORK,
+                 extra_container_kwargs: dict[str, Any] | None = None, *,
+                 labels: dict[str, str] | None = None, redis_image: str | None = None,
+                 python_base_image: str | None = None, build_ca_bundle: str | None = None,
+                 pip_args: list[str] | str | None = None, build_network: str | None = None,
+                 admin_token: str | None = None, start_timeout: float = 90.0,
+                 replica_timeout: float = 60.0, images: ProjectImages | None = None,
                  docker_client_kwargs: dict[str, Any] | None = None,
                  progress: Progress | None = None) -> None:
         self.cluster_name = validate_name("cluster name", cluster_name)
@@ -91,26 +97,33 @@ class DockerContainerManager:
         self.clipper_rpc_port = int(clipper_rpc_port)
         self.redis_ip = redis_ip
         self.redis_port = int(redis_port)
-        #: Metrics are served by the query frontend (``GET /metrics``); kept
-        #: for compatibility with Clipper's signature.
+        #: Metrics are served by the query frontend (``GET /metrics``).
         self.prometheus_port = int(prometheus_port)
-        self.docker_network = docker_network
+        self.docker_network = docker_network or lb.DEFAULT_NETWORK
         self.extra_container_kwargs = dict(extra_container_kwargs or {})
-        self.labels = dict(labels or {})
-        if use_centralized_log:
-            warnings.warn("use_centralized_log is not supported by clipper-docker and is "
-                          "ignored; use get_clipper_logs()", stacklevel=2)
+        self.labels = {**dict(self.extra_container_kwargs.pop("labels", None) or {}),
+                       **dict(labels or {})}
+        launch.ignored_parameter(_WHO, "use_centralized_log", use_centralized_log, False,
+                                 "read logs with get_clipper_logs()")
+        launch.ignored_parameter(_WHO, "fluentd_port", fluentd_port, 24224, "no Fluentd runs")
+        launch.ignored_parameter(_WHO, "prometheus_port", prometheus_port, 9090,
+                                 "metrics are served at /metrics on the query port")
         self.redis_image = redis_image or os.environ.get(ENV_REDIS_IMAGE) or DEFAULT_REDIS_IMAGE
-        self._build_args: dict[str, Any] = {"ca_bundle": build_ca_bundle, "pip_args": pip_args,
-                            "network_mode": build_network, "python_base_image": python_base_image}
-        self.admin_token = admin_token or os.environ.get("CLIPPER_ADMIN_TOKEN") or None
+        self.admin_token = admin_token or os.environ.get(launch.ADMIN_TOKEN_ENV) or None
         self.start_timeout = start_timeout
         self.replica_timeout = replica_timeout
-        self.images = images or ProjectImages()
         self.progress = progress
         self._client_kwargs = dict(docker_client_kwargs or {})
         self._client: Any = None
         self._info: ClusterInfo | None = None
+        self.registry = DockerRegistry(
+            images=images, python_base_image=python_base_image, build_ca_bundle=build_ca_bundle,
+            pip_args=pip_args, build_network=build_network, progress=progress)
+
+    @property
+    def images(self) -> ProjectImages:
+        """Tags of the project's images this manager runs."""
+        return self.registry.images
 
     # -- engine ------------------------------------------------------------
     @property
@@ -118,15 +131,13 @@ class DockerContainerManager:
         """The docker SDK client, connected on first use."""
         if self._client is None:
             self._client = connect_engine(**self._client_kwargs)
+            self.registry._client = self._client
         return self._client
 
     def build_options(self) -> BuildOptions:
-        """Build options from the constructor and the environment; host
-        networking for builds when the engine has no default bridge."""
-        options = BuildOptions.from_env(**self._build_args)
-        if options.network_mode is None and not has_default_bridge(self.client):
-            options = attrs.evolve(options, network_mode="host")
-        return options
+        """How images are built (see :meth:`DockerRegistry.build_options`)."""
+        self.client  # noqa: B018 - the registry shares the manager's engine
+        return self.registry.build_options()
 
     def _containers(self, role: str | None = None,
                     labels: dict[str, str] | None = None) -> list[Any]:
@@ -138,9 +149,10 @@ class DockerContainerManager:
         with docker_errors(f"Listing containers of cluster {self.cluster_name}"):
             return self.client.containers.list(all=True, filters={"label": filters})
 
-    def _run(self, image: str, *, name: str, role: str, labels: dict[str, str],
+    def run(self, image: str, *, name: str, role: str, labels: dict[str, str],
              info: ClusterInfo | None = None, error: type[ContainerError] = ContainerError,
              aliases: list[str] | None = None, **kwargs: Any) -> Any:
+        """Start a container of the cluster with its labels on its network."""
         network = info.network if info else self._network_choice()
         all_labels = {**self.labels, **labels, lb.CLUSTER: self.cluster_name, lb.ROLE: role}
         options: dict[str, Any] = {"detach": True, "name": name, "labels": all_labels,
@@ -163,50 +175,7 @@ class DockerContainerManager:
     def _network_choice(self) -> str:
         if self._info is not None:
             return self._info.network
-        return self.docker_network or lb.network_name(self.cluster_name)
-
-    def _ensure_network(self) -> str:
-        """Create (or reuse) the cluster's network; fall back to host
-        networking when the engine cannot create a bridge network."""
-        import docker.errors
-
-        if self.docker_network == lb.HOST_NETWORK:
-            return lb.HOST_NETWORK
-        name = self.docker_network or lb.network_name(self.cluster_name)
-        try:
-            if self.client.networks.list(names=[name]):
-                return name
-            self.client.networks.create(name, driver="bridge", check_duplicate=True, labels={
-                **self.labels, lb.CLUSTER: self.cluster_name, lb.OWNED: "true"})
-            return name
-        except docker.errors.DockerException as exc:
-            if self.docker_network is not None:
-                raise ClusterStartError(f"Creating network {name} failed: {exc}",
-                                        network=name) from exc
-            log.warning("cannot create bridge network %s (%s); using host networking",
-                        name, exc)
-            return lb.HOST_NETWORK
-
-    def _default_image(self, image: str | None, default: str) -> str:
-        image = image or default
-        if image in self.images.targets().values():
-            import docker.errors
-
-            try:
-                self.client.images.get(image)
-            except docker.errors.ImageNotFound:
-                from .images import build_project_images
-
-                log.info("project image %s is missing; building the project images", image)
-                opts = self.build_options()
-                build_project_images(python_base_image=opts.python_base_image,
-                                     ca_bundle=opts.ca_bundle, pip_args=list(opts.pip_args),
-                                     network_mode=opts.network_mode, images=self.images,
-                                     client=self.client, progress=self.progress)
-            except docker.errors.DockerException as exc:
-                raise ContainerError(f"Inspecting image {image} failed: {exc}",
-                                     image=image) from exc
-        return image
+        return self.docker_network
 
     def start_clipper(self, query_frontend_image: str | None = None,
                       mgmt_frontend_image: str | None = None, cache_size: int = 33554432,
@@ -228,109 +197,30 @@ class DockerContainerManager:
                 f"({', '.join(c.name for c in live)}); connect() to it or stop_all() first",
                 cluster=self.cluster_name)
         self._remove(self._containers(), graceful=False)
-        query_image = self._default_image(query_frontend_image, self.images.query_frontend)
-        mgmt_image = self._default_image(mgmt_frontend_image, self.images.management_frontend)
+        self.client  # noqa: B018 - connect first: the registry shares the engine
+        query_image = self.registry.project_image(query_frontend_image,
+                                                  self.images.query_frontend, ClusterStartError)
+        mgmt_image = self.registry.project_image(mgmt_frontend_image,
+                                                 self.images.management_frontend,
+                                                 ClusterStartError)
         hint = "" if (query_frontend_image or mgmt_frontend_image) else _IMAGE_HINT
         for image in (query_image, mgmt_image) + (() if self.redis_ip else (self.redis_image,)):
             ensure_image(self.client, image, error=ClusterStartError, hint=hint)
-        network = self._ensure_network()
+        network = networks.ensure(self.client, self.docker_network, self.cluster_name,
+                                  self.labels)
         try:
-            self._info = info = self._layout(network, int(num_frontend_replicas))
-            self._start_containers(info, query_image, mgmt_image, int(cache_size))
+            self._info = info = startup.layout(self, network, int(num_frontend_replicas))
+            deadline = time.monotonic() + self.start_timeout
+            if not self.redis_ip:
+                startup.start_redis(self, info, deadline)
+            startup.start_frontends(self, info, query_image, mgmt_image, int(cache_size),
+                                    deadline)
         except BaseException:
             self._info = None
             self._cleanup(graceful=False)
             raise
         log.info("cluster %s started: admin %s, query %s", self.cluster_name,
                  self.get_admin_addr(), self.get_query_addr())
-
-    def _layout(self, network: str, replicas: int) -> ClusterInfo:
-        name = self.cluster_name
-        host = network == lb.HOST_NETWORK
-        if self.redis_ip:
-            redis_host = self.redis_ip
-        else:
-            redis_host = "127.0.0.1" if host else lb.container_name(name, "redis")
-        if host:
-            endpoints = ((self.clipper_query_port, self.clipper_rpc_port),) + tuple(
-                (free_port(), free_port()) for _ in range(replicas - 1))
-            frontends = tuple(f"127.0.0.1:{rpc}" for _, rpc in endpoints)
-        else:
-            endpoints = ((self.clipper_query_port, self.clipper_rpc_port),) * replicas
-            frontends = (f"{lb.query_alias(name)}:{self.clipper_rpc_port}",)
-        return ClusterInfo(cluster=name, network=network,
-                           admin_port=self.clipper_management_port,
-                           query_port=self.clipper_query_port, rpc_port=self.clipper_rpc_port,
-                           store_url=f"redis://{redis_host}:{self.redis_port}/0?prefix={name}",
-                           frontends=frontends, query_endpoints=endpoints)
-
-    def _start_containers(self, info: ClusterInfo, query_image: str, mgmt_image: str,
-                          cache_size: int) -> None:
-        name = self.cluster_name
-        labels = info.to_labels()
-        deadline = time.monotonic() + self.start_timeout
-        if not self.redis_ip:
-            port = str(self.redis_port)
-            redis = self._run(
-                self.redis_image, name=lb.container_name(name, "redis"), role=lb.ROLE_REDIS,
-                labels=labels, info=info, error=ClusterStartError,
-                command=["redis-server", "--port", port, "--protected-mode", "no", "--save",
-                         "", "--appendonly", "no"]
-                + (["--bind", "127.0.0.1"] if info.host_network else []),
-                tmpfs={"/data": ""}, ports={f"{port}/tcp": ("127.0.0.1", self.redis_port)})
-            self._wait(redis, deadline, lambda: exec_ok(redis, ["redis-cli", "-p", port,
-                                                                  "ping"], b"PONG"))
-        env = {"CLIPPER_ADMIN_TOKEN": self.admin_token} if self.admin_token else {}
-        mgmt = self._run(
-            mgmt_image, name=lb.container_name(name, "mgmt"), role=lb.ROLE_MANAGEMENT,
-            labels=labels, info=info, error=ClusterStartError, environment=env,
-            command=["--store", info.store_url, "--host", "0.0.0.0", "--port",
-                     str(info.admin_port)],
-            ports={f"{info.admin_port}/tcp": info.admin_port})
-        frontends = []
-        for i, endpoint in enumerate(info.query_endpoints):
-            query_port, rpc_port = endpoint
-            ports = ({f"{query_port}/tcp": query_port, f"{rpc_port}/tcp": rpc_port}
-                     if i == 0 else {})
-            frontends.append(self._run(
-                query_image, name=lb.container_name(name, "query", str(i)), role=lb.ROLE_QUERY,
-                labels={**labels, lb.FRONTEND_ID: f"query-{i}"}, info=info,
-                error=ClusterStartError, aliases=[lb.query_alias(name)], ports=ports,
-                command=["--store", info.store_url, "--host", "0.0.0.0", "--port",
-                         str(query_port), "--rpc-host", "0.0.0.0", "--rpc-port", str(rpc_port),
-                         "--cache-size", str(cache_size), "--frontend-id", f"query-{i}"]))
-        self._wait(mgmt, deadline, lambda: http_ok(
-            f"http://{self.docker_ip_address}:{info.admin_port}/admin/ping", self.admin_token))
-        for i, (container, (query_port, _)) in enumerate(
-                zip(frontends, info.query_endpoints, strict=True)):
-            if i == 0 or info.host_network:
-                url = f"http://{self.docker_ip_address}:{query_port}/healthz"
-                self._wait(container, deadline, functools.partial(http_ok, url, None))
-            else:
-                probe = ["python", "-c", "import urllib.request as u; u.urlopen("
-                         f"'http://127.0.0.1:{query_port}/healthz', timeout=2)"]
-                self._wait(container, deadline, functools.partial(exec_ok, container, probe))
-
-    def _wait(self, container: Any, deadline: float, ready: Callable[[], bool]) -> None:
-        """Poll ``ready`` until it is true; ClusterStartError with the log tail
-        when the container exits or the deadline passes."""
-        while True:
-            if ready():
-                return
-            with docker_errors(f"Inspecting container {container.name}", ClusterStartError):
-                container.reload()
-            if container.status not in ("created", "running"):
-                raise ClusterStartError(
-                    f"Container {container.name} of cluster {self.cluster_name} exited "
-                    f"(status {container.status}, exit code "
-                    f"{container.attrs['State'].get('ExitCode')}); last log lines:\n"
-                    f"{log_tail(container)}", container=container.name)
-            if time.monotonic() > deadline:
-                raise ClusterStartError(
-                    f"Container {container.name} of cluster {self.cluster_name} did not "
-                    f"become ready within {self.start_timeout:.0f}s; last log lines:\n"
-                    f"{log_tail(container)}", container=container.name)
-            time.sleep(0.2)
 
     def connect(self) -> None:
         """Find the running cluster by label; ClusterStartError if there is none."""
@@ -370,37 +260,13 @@ class DockerContainerManager:
     def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
                     container_registry: str | None = None,
                     pkgs_to_install: list[str] | None = None) -> str:
-        """Build ``FROM base_image`` with ``model_data_path`` at ``/model/`` and
-        ``pkgs_to_install`` pip-installed; tag ``[registry/]name:version`` and
-        push when a registry is given.  ``base_image="default"`` is the
-        project's model base image.  Returns the tag; BuildError on failure."""
-        name = validate_name("model name", name)
-        version = validate_name("model version", version)
-        source = Path(model_data_path)
-        if not source.is_dir():
-            raise BuildError(f"model_data_path {model_data_path!r} is not a directory",
-                             model_data_path=str(model_data_path))
-        if pkgs_to_install is not None and (isinstance(pkgs_to_install, str) or not all(
-                isinstance(p, str) for p in pkgs_to_install)):
-            raise ValidationError("pkgs_to_install must be a list of strings",
-                                  value=pkgs_to_install)
-        if base_image in (None, "", "default"):
-            base_image = self._default_image(None, self.images.model_base)
-        else:
-            ensure_image(self.client, base_image, error=BuildError)
-        tag = f"{container_registry.rstrip('/')}/{name}:{version}" if container_registry \
-            else f"{name}:{version}"
-        options = self.build_options()
-        with tempfile.TemporaryDirectory(prefix="clipper-model-") as tmp:
-            context = Path(tmp)
-            shutil.copytree(source, context / "model", symlinks=False)
-            (context / "Dockerfile").write_text(
-                model_dockerfile(base_image, options, context, list(pkgs_to_install or [])))
-            (context / ".dockerignore").write_text("")
-            build_image(self.client, context, tag, options=options, progress=self.progress)
-        if container_registry:
-            push_image(self.client, tag, progress=self.progress)
-        return tag
+        """Build the model image with :meth:`DockerRegistry.build_model` (the
+        ``docker`` model registry): ``FROM base_image`` (``"default"`` = the
+        project's model base image), tagged ``[registry/]name:version`` and
+        pushed when a registry is given.  Returns the tag; BuildError on failure."""
+        self.client  # noqa: B018 - the registry shares the manager's engine
+        return self.registry.build_model(name, version, model_data_path, base_image,
+                                         container_registry, pkgs_to_install)
 
     def model_containers(self, name: str | None = None, version: str | None = None) -> list[Any]:
         """The docker SDK containers of the cluster's model replicas (any
@@ -453,57 +319,24 @@ class DockerContainerManager:
         started = []
         for _ in range(num_replicas - len(live)):
             index = str(next(free))
-            replica = lb.replica_id(name, version, index)
+            replica = launch.replica_id(name, version, index)
             labels = {**info.to_labels(), lb.MODEL_NAME: name, lb.MODEL_VERSION: version,
                       lb.MODEL_REPLICA: index, lb.MODEL_REPLICA_ID: replica,
                       lb.MODEL_INPUT_TYPE: kind.label, lb.MODEL_IMAGE: image}
-            env = {"CLIPPER_MODEL_NAME": name, "CLIPPER_MODEL_VERSION": version,
-                   "CLIPPER_INPUT_TYPE": kind.label, "CLIPPER_REPLICA_ID": replica,
-                   **info.replica_env()}
-            started.append(self._run(
+            # the image's own CLIPPER_MODEL_PATH (``/model``) stays
+            env = launch.replica_process(name=name, version=version, input_type=kind,
+                                         frontends=info.rpc_targets(), model_path=None,
+                                         replica_id=replica).environment()
+            started.append(self.run(
                 image, name=lb.container_name(self.cluster_name, name, version,
                                               secrets.token_hex(3)),
                 role=lb.ROLE_MODEL, labels=labels, info=info, environment=env,
                 restart_policy={"Name": "always"}))
-        self._wait_replicas(name, version, started)
-
-    def _wait_replicas(self, name: str, version: str, started: list[Any]) -> None:
-        """Wait until the management frontend reports the new replicas as
-        connected; fail fast when one crashes (exits or restarts)."""
-        want = {c.labels[lb.MODEL_REPLICA_ID] for c in started}
-        url = f"http://{self.get_admin_addr()}/admin/get_all_containers"
-        deadline = time.monotonic() + self.replica_timeout
-        while time.monotonic() < deadline:
-            for container in started:
-                with docker_errors(f"Inspecting container {container.name}"):
-                    container.reload()
-                if container.status == "exited" or container.attrs.get("RestartCount", 0) > 0:
-                    raise ContainerError(
-                        f"Replica {container.labels[lb.MODEL_REPLICA_ID]} of {name}:{version} "
-                        f"({container.name}) crashed on start (exit code "
-                        f"{container.attrs['State'].get('ExitCode')}); last log lines:\n"
-                        f"{log_tail(container)}", model_name=name, model_version=version,
-                        container=container.name)
-            connected = {r["model_replica_id"] for r in admin_post(url, self.admin_token,
-                                                                    {"verbose": True})
-                         if r.get("model_name") == name and r.get("model_version") == version
-                         and r.get("connected")}
-            if want <= connected:
-                return
-            time.sleep(0.2)
-        log.warning("replicas %s of %s:%s did not all connect within %.0fs",
-                    sorted(want), name, version, self.replica_timeout)
+        replicas.wait_connected(self, name, version, started)
 
     def list_replicas(self) -> list[ReplicaStatus]:
         """Every model replica container, with the engine's restart count."""
-        out = []
-        for c in self.model_containers():
-            out.append(ReplicaStatus(
-                model_name=c.labels.get(lb.MODEL_NAME, ""),
-                model_version=c.labels.get(lb.MODEL_VERSION, ""),
-                replica_id=c.labels.get(lb.MODEL_REPLICA_ID, ""), status=c.status,
-                restarts=int(c.attrs.get("RestartCount", 0)), handle=c.id[:12]))
-        return sorted(out, key=lambda r: (r.model_name, r.model_version, r.replica_id))
+        return replicas.statuses(self.model_containers())
 
     def get_logs(self, logging_dir: str) -> list[str]:
         """Write ``<container name>.log`` for every container of the cluster."""
@@ -533,10 +366,7 @@ class DockerContainerManager:
 
     def _cleanup(self, graceful: bool) -> None:
         self._remove(self._containers(), graceful=graceful)
-        with docker_errors(f"Removing networks of cluster {self.cluster_name}"):
-            for net in self.client.networks.list(filters={"label": [
-                    f"{lb.CLUSTER}={self.cluster_name}", f"{lb.OWNED}=true"]}):
-                net.remove()
+        networks.remove_owned(self.client, self.cluster_name)
         with docker_errors(f"Removing volumes of cluster {self.cluster_name}"):
             for vol in self.client.volumes.list(filters={
                     "label": f"{lb.CLUSTER}={self.cluster_name}"}):

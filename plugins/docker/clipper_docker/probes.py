@@ -1,5 +1,5 @@
 """Small checks the manager polls: HTTP readiness, commands in containers,
-the management API's replica list, log tails for error messages."""
+log tails for error messages."""
 
 from __future__ import annotations
 
@@ -41,17 +41,3 @@ def http_ok(url: str, token: str | None) -> bool:
     except httpx.HTTPError:
         return False
 
-
-def admin_post(url: str, token: str | None, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """POST to a management endpoint returning a list; [] when it cannot answer."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        resp = httpx.post(url, json=body, headers=headers, timeout=3.0)
-        data = resp.json() if resp.status_code == 200 else []
-    except (httpx.HTTPError, ValueError):
-        return []
-    if isinstance(data, dict):  # tolerate an envelope
-        data = data.get("containers", data.get("result", []))
-    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
