@@ -10,8 +10,8 @@ import pytest
 
 from clipper_core import rpc
 from clipper_core.models import InputType
-from clipper_frontends import ingest
-from clipper_frontends.ingest import DoublesParser
+from clipper_frontends.query import ingest
+from clipper_frontends.query.ingest import DoublesParser
 
 pytestmark = pytest.mark.skipif(not ingest.AVAILABLE, reason="pysimdjson not importable")
 

@@ -10,28 +10,27 @@ from typing import Any
 
 import loadgen
 import pytest
-from queue_fakes import FakeReplica
+from queue_fakes import FakePool, FakeReplica
 from serving import Serving, write_model
 
 from clipper_core.batching import FixedPolicy
-from clipper_frontends.queues import Evaluation, ModelQueue
-from clipper_frontends.rpc_server import ReplicaConn, RPCServer
+from clipper_core.models import InputType
+from clipper_frontends.query.queues import Evaluation, ModelQueue
+from clipper_frontends.query.replicas import ReplicaPool
 
 
 class _Harness:
     """A queue whose sends are recorded; ``answer`` plays the replica."""
 
     def __init__(self, max_batch: int, depth: int = 2) -> None:
-        self.sent: list[tuple[Any, list[Evaluation]]] = []
+        self.pool = FakePool()
         self.results: list[Evaluation] = []
-        self.q = ModelQueue("m", "1", 0, FixedPolicy(max_batch=max_batch), self._send,
-                            lambda ev, out: self.results.append(ev), pipeline_depth=depth)
+        self.q = ModelQueue("m", "1", 0, FixedPolicy(max_batch=max_batch),
+                            self.pool.send_batch, lambda ev, out: self.results.append(ev),
+                            replicas=self.pool.members,  # type: ignore[arg-type]
+                            pipeline_depth=depth)
+        self.sent = self.pool.sent
         self._n = 0
-
-    def _send(self, replica: Any, batch: list[Evaluation]) -> bool:
-        replica.inflight.append(batch)
-        self.sent.append((replica, batch))
-        return True
 
     def add(self, loop: asyncio.AbstractEventLoop, n: int) -> list[Evaluation]:
         evs = []
@@ -43,16 +42,17 @@ class _Harness:
         self.q.dispatch()
         return evs
 
+    def join(self, replica: FakeReplica) -> None:
+        self.pool.join(self.q, replica)
+
     def answer(self, replica: FakeReplica) -> list[Evaluation]:
-        batch = replica.inflight.pop(0)
-        self.q.batch_done(replica, batch, [b"1"] * len(batch), 0.001)  # type: ignore[arg-type]
-        return batch
+        return self.pool.answer(self.q, replica)
 
 
 def test_a_busy_replica_gets_one_more_full_batch(loop: asyncio.AbstractEventLoop) -> None:
     h = _Harness(max_batch=1)
     r = FakeReplica(b"r")
-    h.q.add_replica(r)  # type: ignore[arg-type]
+    h.join(r)
     a, b, c = h.add(loop, 3)
     assert [batch for _, batch in h.sent] == [[a], [b]]  # c waits: two in flight at most
     assert list(h.q.queue) == [c]
@@ -61,7 +61,7 @@ def test_a_busy_replica_gets_one_more_full_batch(loop: asyncio.AbstractEventLoop
     assert h.q.describe()["pipelined_batches"] == 2
     h.answer(r)
     h.answer(r)
-    assert h.results == [a, b, c] and not h.q.queue and h.q.idle == [r]
+    assert h.results == [a, b, c] and not h.q.queue and h.q.idle() == [r]
 
 
 def test_a_partial_batch_waits_for_the_replica(loop: asyncio.AbstractEventLoop) -> None:
@@ -69,7 +69,7 @@ def test_a_partial_batch_waits_for_the_replica(loop: asyncio.AbstractEventLoop) 
     # is sent only a full one, and an idle one takes whatever is queued.
     h = _Harness(max_batch=4)
     r = FakeReplica(b"r")
-    h.q.add_replica(r)  # type: ignore[arg-type]
+    h.join(r)
     first = h.add(loop, 1)
     assert h.sent[-1][1] == first
     h.add(loop, 3)
@@ -86,7 +86,7 @@ def test_a_partial_batch_waits_for_the_replica(loop: asyncio.AbstractEventLoop) 
 def test_depth_one_is_one_batch_per_replica(loop: asyncio.AbstractEventLoop) -> None:
     h = _Harness(max_batch=1, depth=1)
     r = FakeReplica(b"r")
-    h.q.add_replica(r)  # type: ignore[arg-type]
+    h.join(r)
     h.add(loop, 5)
     assert len(h.sent) == 1 and len(h.q.queue) == 4
     assert h.q.describe()["pipelined_batches"] == 0
@@ -98,12 +98,12 @@ def test_a_lost_replica_gives_back_every_batch_in_order(
         loop: asyncio.AbstractEventLoop) -> None:
     h = _Harness(max_batch=1)
     r1, r2 = FakeReplica(b"r1"), FakeReplica(b"r2")
-    h.q.add_replica(r1)  # type: ignore[arg-type]
+    h.join(r1)
     a, b, c = h.add(loop, 3)
     assert r1.inflight == [[a], [b]]
-    h.q.remove_replica(r1)  # type: ignore[arg-type]
+    h.pool.leave(h.q, r1)
     assert list(h.q.queue) == [a, b, c]
-    h.q.add_replica(r2)  # type: ignore[arg-type]
+    h.join(r2)
     assert r2.inflight == [[a], [b]] and list(h.q.queue) == [c]
 
 
@@ -115,24 +115,30 @@ def test_latency_of_a_pipelined_batch_counts_from_the_previous_answer(
     latencies: list[float] = []
 
     class _Queue:
-        def batch_done(self, replica: Any, batch: Any, outputs: Any, latency_s: float) -> None:
+        def dispatch(self) -> None:
+            pass
+
+        def batch_done(self, batch: Any, outputs: Any, latency_s: float) -> None:
             latencies.append(latency_s)
 
-    server = RPCServer("127.0.0.1", 0, get_queue=lambda *a: None,
-                       on_replica=lambda *a: None)
-    replica = ReplicaConn(b"r", "m", "1", 0, "0", -1)  # type: ignore[arg-type]
-    replica.queue = _Queue()
-    sent = time.perf_counter()
-    for msg_id in (7, 8):
-        replica.inflight.append((msg_id, [object()], sent))  # type: ignore[list-item]
-        server._inflight[msg_id] = replica
+    sent: list[Any] = []
+    pool = ReplicaPool(lambda identity, frames: sent.append(frames) is None,
+                       lambda *a: _Queue(), lambda *a: None)  # type: ignore[arg-type,return-value]
+    pool.hello(b"r", "m", "1", InputType.DOUBLES, -1)
+    replica = pool.replicas[b"r"]
+    loop = asyncio.new_event_loop()
+    for i in range(2):
+        ev = Evaluation(("m", "1", b"%d" % i), b"x", loop.create_future(), 0.0)
+        assert pool.send_batch(replica, [ev])  # type: ignore[arg-type]
+    msg_ids = [msg_id for msg_id, _, _ in replica.inflight]
     time.sleep(0.05)
-    server._response(replica, 7, [b"1"])
+    pool.answered(b"r", msg_ids[0], [b"1"])
     time.sleep(0.01)
-    server._response(replica, 8, [b"1"])
+    pool.answered(b"r", msg_ids[1], [b"1"])
     assert latencies[0] >= 0.05
     assert 0.01 <= latencies[1] < 0.04
-    assert not replica.inflight and not server._inflight
+    assert not replica.inflight and len(sent) == 2
+    loop.close()
 
 
 SLOW_ONE_BY_ONE = """

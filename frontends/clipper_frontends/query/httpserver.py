@@ -4,7 +4,7 @@ The predict route is the hot path, and under uvicorn most of its cost was
 the ASGI machinery around it rather than Clipper's work: a task per
 request, scope and message dicts, and two socket writes per response (the
 head, then the body).  Here a request is parsed by httptools straight into
-the frontend's ``route_for`` / ``start_query`` / ``render`` and answered with
+the query service's ``route_for`` / ``start_query`` / ``render`` and answered with
 one write; while it waits for its model no task exists, only a callback on
 its futures.  Measured in bench/HISTORY.md.
 
@@ -16,7 +16,7 @@ closed; malformed HTTP gets 400 and a close.  A connection idle for
 requests in flight finish (``drain_s`` at most), then stops the frontend.
 
 ``python -m clipper_frontends.query --http-server uvicorn`` serves the same
-frontend as an ASGI app instead.
+frontend as an ASGI app instead (:mod:`.asgi`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,20 @@ from typing import TYPE_CHECKING, Any
 import httptools
 import orjson
 
-from .query import TIMEOUT, HTTPError
+from clipper_core.errors import (
+    ClipperException,
+    PayloadTooLargeError,
+    URITooLongError,
+    ValidationError,
+)
+
+from .deadlines import TIMEOUT
+from .service import error_payload
 
 if TYPE_CHECKING:
-    from .query import AppRoute, QueryFrontend
+    from .frontend import QueryFrontend
+    from .routes import AppRoute
+    from .service import QueryService
 
 log = logging.getLogger("clipper.http")
 
@@ -55,7 +65,7 @@ class _Request:
     __slots__ = ("method", "path", "body", "keep_alive", "t0", "error")
 
     def __init__(self, method: bytes, path: str, body: bytes, keep_alive: bool,
-                 error: tuple[int, dict[str, Any]] | None = None) -> None:
+                 error: tuple[int, bytes] | None = None) -> None:
         self.method = method
         self.path = path
         self.body = body
@@ -86,7 +96,7 @@ class _Gather:
                   for w in self.waiters]
         proto = self.proto
         try:
-            payload = proto.frontend.render(self.route, values, self.batch, self.request.t0)
+            payload = proto.service.render(self.route, values, self.batch, self.request.t0)
         except Exception as exc:  # a bug: answer 500 rather than hang the client
             proto.fail(self.request, exc)
             return
@@ -96,10 +106,10 @@ class _Gather:
 class QueryProtocol(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, frontend: QueryFrontend, server: QueryHTTPServer) -> None:
-        self.frontend = frontend
+    def __init__(self, service: QueryService, server: QueryHTTPServer) -> None:
+        self.service = service
         self.server = server
-        self.max_body = frontend.max_body
+        self.max_body = service.max_body
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.last_active = time.monotonic()
@@ -159,10 +169,12 @@ class QueryProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(400, "protocol upgrades are not supported")
+            self._refuse(ValidationError("protocol upgrades are not supported",
+                                         error="Bad request"))
         except httptools.HttpParserError as exc:
             if not self._refused:
-                self._refuse(400, f"malformed HTTP request: {exc}")
+                self._refuse(ValidationError(f"malformed HTTP request: {exc}",
+                                             error="Bad request"))
 
     # -- httptools callbacks ----------------------------------------------
     def on_message_begin(self) -> None:
@@ -174,7 +186,7 @@ class QueryProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > MAX_URL:
-            self._refuse(414, f"request target longer than {MAX_URL} bytes")
+            self._refuse(URITooLongError(f"request target longer than {MAX_URL} bytes"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) == 14 and name.lower() == b"content-length":
@@ -183,8 +195,8 @@ class QueryProtocol(asyncio.Protocol):
             except ValueError:
                 return  # the parser rejects it
             if declared > self.max_body:
-                self._refuse(413, f"request body of {declared} bytes exceeds the limit of "
-                                  f"{self.max_body}")
+                self._refuse(PayloadTooLargeError(
+                    f"request body of {declared} bytes exceeds the limit of {self.max_body}"))
         elif len(name) == 6 and name.lower() == b"expect":
             self._expect_continue = value.lower() == b"100-continue"
 
@@ -202,7 +214,8 @@ class QueryProtocol(asyncio.Protocol):
             return
         self._size += len(body)
         if self._size > self.max_body:
-            self._refuse(413, f"request body exceeds the limit of {self.max_body} bytes")
+            self._refuse(PayloadTooLargeError(
+                f"request body exceeds the limit of {self.max_body} bytes"))
             return
         self._parts.append(body)
 
@@ -220,16 +233,13 @@ class QueryProtocol(asyncio.Protocol):
         request = _Request(self.parser.get_method(), path, body, self.parser.should_keep_alive())
         self._enqueue(request)
 
-    def _refuse(self, status: int, cause: str) -> None:
-        """Answer ``status`` after the requests before it, then close: the
+    def _refuse(self, exc: ClipperException) -> None:
+        """Answer ``exc`` after the requests before it, then close: the
         rest of what this client sent is not read."""
         if self._refused:
             return
         self._refused = True
-        kinds = {413: "Payload too large", 414: "URI too long"}
-        self._enqueue(_Request(b"", "", b"", False,
-                               (status, {"error": kinds.get(status, "Bad request"),
-                                         "cause": cause})))
+        self._enqueue(_Request(b"", "", b"", False, error_payload(exc)))
         self._update_reading()
 
     # -- answering ---------------------------------------------------------
@@ -257,31 +267,32 @@ class QueryProtocol(asyncio.Protocol):
     def _answer(self, request: _Request) -> None:
         if request.error is not None:
             status, body = request.error
-            self.respond(status, orjson.dumps(body), request)
+            self.respond(status, body, request)
             return
-        fe = self.frontend
+        service = self.service
         path = request.path
         if request.method == b"POST" and (path.endswith("/predict")
                                           or path.endswith("/predict/")):
             try:
-                route = fe.route_for(path)
-                waiters, batch = fe.start_query(route, request.body)
-            except HTTPError as exc:
-                self.respond(exc.status, orjson.dumps(exc.body), request)
+                route = service.route_for(path)
+                waiters, batch = service.start_query(route, request.body)
+            except ClipperException as exc:
+                status, payload = error_payload(exc)
+                self.respond(status, payload, request)
                 return
             remaining = 0
             for w in waiters:
                 if type(w) is _Future:
                     remaining += 1
             if not remaining:
-                self.respond(200, fe.render(route, waiters, batch, request.t0), request)
+                self.respond(200, service.render(route, waiters, batch, request.t0), request)
                 return
             gather = _Gather(self, route, waiters, batch, request, remaining)
             for w in waiters:
                 if type(w) is _Future:
                     w.add_done_callback(gather.one_done)
             return
-        status, body = fe.answer_other(request.method, path)
+        status, body = service.answer_other(request.method, path)
         self.respond(status, b"" if request.method == b"HEAD" else body, request,
                      len(body))
 
@@ -326,9 +337,11 @@ class QueryHTTPServer:
 
     async def start(self) -> None:
         await self.frontend.start()
+        service = self.frontend.service
+        assert service is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: QueryProtocol(self.frontend, self), self.host, self.port,
+            lambda: QueryProtocol(service, self), self.host, self.port,
             backlog=self.backlog, reuse_address=True)
         self._sweeper = loop.create_task(self._close_idle())
 

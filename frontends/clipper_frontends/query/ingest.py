@@ -19,11 +19,12 @@ body alike.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 try:
     import simdjson
 except ImportError:  # pragma: no cover - pysimdjson is a dependency; be safe without it
-    simdjson = None
+    simdjson = None  # type: ignore[assignment]
 
 #: simdjson's buffer holds native doubles; the wire wants little-endian ones.
 AVAILABLE = simdjson is not None and sys.byteorder == "little"
@@ -43,7 +44,7 @@ class DoublesParser:
         if parser is None or body.count(b"[") != 1 or body[:3] == b"\xef\xbb\xbf":
             return None  # (orjson refuses a byte-order mark; simdjson would not)
         try:
-            doc = parser.parse(body)
+            doc: Any = parser.parse(body)
         except RuntimeError:  # a proxy of an earlier document outlived it
             self._parser = simdjson.Parser()
             return None

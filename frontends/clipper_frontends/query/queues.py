@@ -4,6 +4,11 @@ Everything here runs on the query frontend's event loop and is driven by
 events, not polling: a query arriving, a replica becoming free, a batch
 delay expiring.
 
+A queue owns its queries and its batching policy; the replicas it sends to
+are owned by the replica pool (:mod:`.replicas`), which hands the queue a
+list of its model's replicas that only the pool changes.  A replica with
+no batch in flight is idle.
+
 A replica works on one batch at a time (SPEC.md section 4).  An idle replica
 takes whatever is queued, up to the policy's maximum.  A busy one is sent a
 further batch only when that batch is full (``pipeline_depth`` batches in
@@ -19,13 +24,10 @@ import asyncio
 import logging
 from array import array
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence, Sized
+from typing import Any, Protocol
 
 from clipper_core.interfaces import BatchingPolicy
-
-if TYPE_CHECKING:
-    from .rpc_server import ReplicaConn
 
 log = logging.getLogger("clipper.queues")
 
@@ -34,6 +36,16 @@ RING = 1024
 WARM_BATCHES = 16
 #: batches in flight per replica at most (the first worked on, the rest waiting)
 PIPELINE_DEPTH = 2
+
+
+class Worker(Protocol):
+    """What a queue reads of a replica (the pool's ``ReplicaConn``)."""
+
+    @property
+    def identity(self) -> bytes: ...
+
+    @property
+    def inflight(self) -> Sized: ...
 
 
 class ModelError:
@@ -70,13 +82,25 @@ class Evaluation:
         return True
 
 
+SendBatch = Callable[[Any, list[Evaluation]], bool]  # (replica, batch) -> sent
+
+
 class ModelQueue:
-    """Queue, replicas and batching policy of one model version."""
+    """Queue and batching policy of one model version.
+
+    :param replicas: the model version's connected replicas; the pool owns
+        this list and is the only one to change it.
+    :param send_batch: ``send_batch(replica, batch) -> bool``; False when the
+        replica is gone (the pool has then taken it out of ``replicas``).
+    :param on_result: ``on_result(evaluation, output_bytes)`` per answer.
+    :param on_dropped: told of every evaluation given up unanswered (all its
+        waiters timed out), so the frontend forgets it.
+    """
 
     def __init__(self, model_name: str, model_version: str, input_type: int,
-                 policy: BatchingPolicy, send_batch: Callable[[ReplicaConn, list[Evaluation]], bool],
-                 on_result: Callable[[Evaluation, bytes], None],
-                 slo_s: float = 0.1,
+                 policy: BatchingPolicy, send_batch: SendBatch,
+                 on_result: Callable[[Evaluation, bytes], None], *,
+                 replicas: Sequence[Worker] | None = None, slo_s: float = 0.1,
                  on_dropped: Callable[[Evaluation], None] | None = None,
                  pipeline_depth: int = PIPELINE_DEPTH) -> None:
         if pipeline_depth < 1:
@@ -88,14 +112,10 @@ class ModelQueue:
         self.slo_s = slo_s
         self._send_batch = send_batch
         self._on_result = on_result
-        #: told of every evaluation given up unanswered (all its waiters
-        #: timed out), so the frontend forgets it
         self._on_dropped = on_dropped or (lambda ev: None)
         self.pipeline_depth = pipeline_depth
+        self.replicas: Sequence[Worker] = replicas if replicas is not None else []
         self.queue: deque[Evaluation] = deque()
-        self.replicas: dict[bytes, ReplicaConn] = {}
-        #: replicas with no batch in flight
-        self.idle: list[ReplicaConn] = []
         self._delay_handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_event_loop()
         # metrics
@@ -114,23 +134,19 @@ class ModelQueue:
         self._ring = 0
 
     # -- replicas ----------------------------------------------------------
-    def add_replica(self, replica: ReplicaConn) -> None:
-        self.replicas[replica.identity] = replica
-        if replica not in self.idle:
-            self.idle.append(replica)
-        self.dispatch()
-
-    def remove_replica(self, replica: ReplicaConn) -> None:
-        self.replicas.pop(replica.identity, None)
-        if replica in self.idle:
-            self.idle.remove(replica)
-        batch = replica.take_inflight()
-        if batch:
-            self.requeue(batch)
-
     @property
     def connected(self) -> int:
         return len(self.replicas)
+
+    def idle(self) -> list[Worker]:
+        """Replicas with no batch in flight."""
+        return [r for r in self.replicas if not r.inflight]
+
+    def _any_idle(self) -> bool:
+        for r in self.replicas:
+            if not r.inflight:
+                return True
+        return False
 
     def can_meet(self, budget_s: float) -> bool:
         """Whether an input queued now is likely to be answered within
@@ -139,20 +155,20 @@ class ModelQueue:
         frontend answer with the default at once instead of queueing work that
         would miss its deadline anyway (and delay every later query)."""
         batch_s = self.batch_s
-        replicas = len(self.replicas)
+        replicas = self.replicas
         # An idle replica takes the input at once.  Admitting then also keeps
         # the estimate alive: a latency spike can only be outgrown by batches
         # that are actually sent.
-        if self.idle or batch_s == 0.0 or not replicas or self.batches < WARM_BATCHES:
+        if batch_s == 0.0 or not replicas or self.batches < WARM_BATCHES or self._any_idle():
             return True
-        limit = self.policy.max_batch_size()
+        limit: int = self.policy.max_batch_size()
         batches_ahead = (len(self.queue) + limit) // limit  # this input's batch included
         if self.pipeline_depth > 1:
             # batches already waiting inside replicas, behind the one worked on
-            for replica in self.replicas.values():
+            for replica in replicas:
                 if len(replica.inflight) > 1:
                     batches_ahead += len(replica.inflight) - 1
-        return batches_ahead * batch_s <= budget_s * replicas
+        return batches_ahead * batch_s <= budget_s * len(replicas)
 
     # -- queries -----------------------------------------------------------
     def requeue(self, batch: list[Evaluation]) -> None:
@@ -176,7 +192,7 @@ class ModelQueue:
         if not queue:
             return
         policy = self.policy
-        if self.idle:
+        if self._any_idle():
             if not force:
                 delay = policy.batch_delay(len(queue))
                 if delay > 0.0:
@@ -186,24 +202,27 @@ class ModelQueue:
             if self._delay_handle is not None:
                 self._delay_handle.cancel()
                 self._delay_handle = None
-            while queue and self.idle:
-                self._send(self.idle.pop(), policy.max_batch_size())
+            for replica in tuple(self.replicas):
+                if not queue:
+                    return
+                if not replica.inflight:
+                    self._send(replica, policy.max_batch_size())
         if queue and self.pipeline_depth > 1 and len(queue) >= policy.max_batch_size():
-            # Every replica is busy now (the loop above ran out of idle ones).
+            # Every replica is busy now (the loop above served the idle ones).
             depth = self.pipeline_depth
-            for replica in tuple(self.replicas.values()):
+            for replica in tuple(self.replicas):
                 limit = policy.max_batch_size()
                 if len(queue) < limit:
                     return
-                if (len(replica.inflight) < depth and replica.identity in self.replicas
+                if (0 < len(replica.inflight) < depth and replica in self.replicas
                         and self._send(replica, limit)):
                     self.pipelined += 1
 
-    def _send(self, replica: ReplicaConn, limit: int) -> bool:
+    def _send(self, replica: Worker, limit: int) -> bool:
         """Send the next batch of up to ``limit`` wanted inputs to ``replica``.
 
         False when nothing was sent: the queue held only abandoned inputs, or
-        the replica vanished (it is forgotten; its batch stays queued)."""
+        the replica vanished (the pool forgot it; its batch stays queued)."""
         queue = self.queue
         now = self._loop.time()
         batch: list[Evaluation] = []
@@ -215,19 +234,15 @@ class ModelQueue:
                 continue
             batch.append(ev)
         if not batch:
-            if not replica.inflight and replica.identity in self.replicas:
-                self.idle.append(replica)
             return False
         if not self._send_batch(replica, batch):
-            for ev in reversed(batch):
-                queue.appendleft(ev)
-            self.remove_replica(replica)
+            queue.extendleft(reversed(batch))
             return False
         return True
 
-    def batch_done(self, replica: ReplicaConn, batch: list[Evaluation],
-                   outputs: list[bytes], latency_s: float) -> None:
-        """A replica answered ``batch``; resolve it and give the replica more work."""
+    def batch_done(self, batch: list[Evaluation], outputs: list[bytes],
+                   latency_s: float) -> None:
+        """A replica answered ``batch``; resolve it and give the replicas more work."""
         on_result = self._on_result
         for ev, out in zip(batch, outputs, strict=True):
             on_result(ev, out)
@@ -243,8 +258,6 @@ class ModelQueue:
             prev = self.batch_s
             self.batch_s = latency_s if prev == 0.0 else prev + 0.2 * (latency_s - prev)
         self.policy.on_batch_done(n, latency_s, self.slo_s)
-        if not replica.inflight and replica.identity in self.replicas:
-            self.idle.append(replica)
         self.dispatch()
 
     def describe(self) -> dict[str, Any]:
@@ -254,7 +267,7 @@ class ModelQueue:
         return {
             "model": f"{self.model_name}:{self.model_version}",
             "connected_replicas": self.connected,
-            "idle_replicas": len(self.idle),
+            "idle_replicas": len(self.idle()),
             "queue_length": len(self.queue),
             "batches": self.batches,
             "pipelined_batches": self.pipelined,

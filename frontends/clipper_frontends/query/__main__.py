@@ -1,0 +1,5 @@
+"""``python -m clipper_frontends.query``."""
+
+from .cli import main
+
+main()

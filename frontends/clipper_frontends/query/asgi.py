@@ -1,0 +1,115 @@
+"""The query frontend as an ASGI application (``--http-server uvicorn``).
+
+A thin adapter over the same :class:`~.service.QueryService` the built-in
+server uses: ``POST /{app}/predict`` and the route table answer alike on
+both.  The ASGI lifespan starts and stops the frontend (binding its RPC
+port), so ``TestClient(create_app(store))`` or any ASGI server runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+
+from clipper_core.errors import ClipperException, PayloadTooLargeError, ValidationError
+
+from .frontend import QueryFrontend
+from .service import QueryService, error_payload
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+Scope = dict[str, Any]
+
+
+class QueryASGI:
+    """ASGI callable serving one :class:`QueryFrontend`."""
+
+    def __init__(self, frontend: QueryFrontend) -> None:
+        self.frontend = frontend
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.frontend.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.frontend.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
+        service = self.frontend.service
+        if service is None:
+            await _send(send, 503, orjson.dumps({"error": "Service unavailable",
+                                                 "cause": "the frontend is starting"}))
+            return
+        method = scope["method"].encode()
+        path = scope["path"]
+        if not service.is_predict(method, path):
+            status, body = service.answer_other(method, path)
+            await _send(send, status, b"" if method == b"HEAD" else body, len(body))
+            return
+        t0 = time.perf_counter()
+        try:
+            route = service.route_for(path)
+            body = await _read_body(scope, receive, service.max_body)
+            waiters, batch = service.start_query(route, body)
+        except ClipperException as exc:
+            status, payload = error_payload(exc)
+            await _send(send, status, payload)
+            return
+        values = [await w if isinstance(w, asyncio.Future) else w for w in waiters]
+        await _send(send, 200, service.render(route, values, batch, t0))
+
+
+async def _read_body(scope: Scope, receive: Any, limit: int) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                raise ValidationError(f"invalid Content-Length {value!r}",
+                                      error="Bad request") from None
+            if declared > limit:
+                raise PayloadTooLargeError(f"request body of {declared} bytes exceeds the "
+                                           f"limit of {limit}")
+            break
+    message = await receive()
+    body = message.get("body", b"")
+    while message.get("more_body", False):
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def _send(send: Any, status: int, payload: bytes, length: int | None = None) -> None:
+    size = len(payload) if length is None else length
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % size)]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def create_app(store: Any, **options: Any) -> QueryASGI:
+    """The query frontend as an ASGI app (its lifespan binds the RPC port);
+    ``options`` are :class:`QueryFrontend`'s."""
+    return QueryASGI(QueryFrontend(store, **options))
+
+
+__all__ = ["QueryASGI", "QueryService", "create_app"]

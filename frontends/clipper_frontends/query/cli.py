@@ -1,0 +1,76 @@
+"""``python -m clipper_frontends.query``: the query frontend's command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from clipper_core import plugins
+from clipper_core.models import REPLICA_LEASE_S
+
+from .frontend import DEFAULT_CACHE_SIZE, DEFAULT_MAX_BODY, QueryFrontend
+from .queues import PIPELINE_DEPTH
+
+log = logging.getLogger("clipper.query")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m clipper_frontends.query",
+                                     description="Clipper query frontend")
+    parser.add_argument("--store", required=True, help="state store URL")
+    parser.add_argument("--host", default="0.0.0.0", help="HTTP address to listen on")
+    parser.add_argument("--port", type=int, default=1337, help="HTTP port")
+    parser.add_argument("--rpc-host", default="0.0.0.0",
+                        help="address of the RPC port model replicas connect to")
+    parser.add_argument("--rpc-port", type=int, default=7000, help="RPC port")
+    parser.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_SIZE,
+                        help="prediction cache size in bytes")
+    parser.add_argument("--frontend-id", default=None,
+                        help="this frontend's name in replica records (default host-pid)")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY,
+                        help="largest request body accepted (413 above)")
+    parser.add_argument("--replica-silence-s", type=float, default=15.0,
+                        help="drop an idle replica silent for this long")
+    parser.add_argument("--replica-lease-s", type=float, default=REPLICA_LEASE_S,
+                        help="lease of replica records in the store")
+    parser.add_argument("--pipeline-depth", type=int,
+                        default=int(os.environ.get("CLIPPER_PIPELINE_DEPTH", PIPELINE_DEPTH)),
+                        help="batches in flight per replica: a busy replica is sent one "
+                             "more full batch, up to this many (1: Clipper's one at a time)")
+    parser.add_argument("--http-server", choices=("builtin", "uvicorn"),
+                        default=os.environ.get("CLIPPER_HTTP_SERVER", "builtin"),
+                        help="the built-in httptools server (default) or uvicorn (ASGI)")
+    parser.add_argument("--log-level", default=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.pipeline_depth < 1:
+        parser.error(f"--pipeline-depth must be at least 1, got {args.pipeline_depth}")
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    frontend = QueryFrontend(args.store, rpc_host=args.rpc_host, rpc_port=args.rpc_port,
+                             cache_size=args.cache_size, frontend_id=args.frontend_id,
+                             max_body_bytes=args.max_body_bytes,
+                             replica_silence_s=args.replica_silence_s,
+                             replica_lease_s=args.replica_lease_s, freeze_gc=True,
+                             pipeline_depth=args.pipeline_depth)
+    log.info("plugins: %s", ", ".join(f"{p.name} {p.version or ''}".strip()
+                                      for p in plugins.list_plugins()))
+    if args.http_server == "builtin":
+        from .httpserver import serve
+
+        serve(frontend, args.host, args.port)
+        return
+    import uvicorn
+
+    from .asgi import QueryASGI
+
+    # No proxy-header rewriting, Server or Date headers: per-request work the
+    # frontend does not need (measured: bench/HISTORY.md).
+    uvicorn.run(QueryASGI(frontend), host=args.host, port=args.port, loop="uvloop",
+                http="httptools", lifespan="on", log_level="warning", access_log=False,
+                proxy_headers=False, server_header=False, date_header=False, backlog=2048)

@@ -1,0 +1,167 @@
+"""The query frontend assembled: every part, and its start and stop.
+
+:class:`QueryFrontend` builds the parts of one query frontend process and
+wires them together; it holds no query logic of its own.  In the order a
+query meets them:
+
+- an HTTP adapter (:mod:`.httpserver`, or :mod:`.asgi`) reads the request;
+- :class:`.service.QueryService` routes, parses, admits, looks the cache up,
+  enqueues and renders;
+- :class:`.queues.ModelQueue` batches per model version;
+- :class:`.replicas.ReplicaPool` sends batches to replicas and matches answers;
+- :class:`.rpc_server.RPCServer` is the ZeroMQ socket.
+
+Beside the path: :class:`.routes.Routes` (applications and queues, rebuilt
+per configuration), :class:`.sync.ConfigSync` (the store's snapshot) and
+:class:`.records.ReplicaRecords` (replica records and their leases).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import socket
+import time
+from typing import Any
+
+import orjson
+
+from clipper_core import plugins
+from clipper_core.cache import PredictionCache
+from clipper_core.interfaces import StateStore
+from clipper_core.models import REPLICA_LEASE_S, Snapshot
+
+from .queues import PIPELINE_DEPTH
+from .records import ReplicaRecords
+from .replicas import ReplicaPool
+from .routes import Routes
+from .rpc_server import RPCServer
+from .service import QueryService
+from .sync import ConfigSync
+
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_CACHE_SIZE = 32 * 1024 * 1024
+
+
+class QueryFrontend:
+    """One query frontend process: its parts and their lifecycle.
+
+    ``start()`` and ``stop()`` run on the event loop that serves it; an HTTP
+    adapter calls them (the built-in server, or the ASGI lifespan).
+    """
+
+    def __init__(self, store: StateStore | str, *, rpc_host: str = "0.0.0.0",
+                 rpc_port: int = 7000, cache_size: int = DEFAULT_CACHE_SIZE,
+                 frontend_id: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
+                 replica_silence_s: float = 15.0, pm: Any = None,
+                 freeze_gc: bool = False, replica_lease_s: float = REPLICA_LEASE_S,
+                 pipeline_depth: int = PIPELINE_DEPTH) -> None:
+        if pipeline_depth < 1:
+            raise ValueError(f"pipeline_depth must be at least 1, got {pipeline_depth}")
+        self.pipeline_depth = pipeline_depth
+        self.replica_lease_s = replica_lease_s
+        self.frontend_id = frontend_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._store_arg = store
+        self._pm = pm
+        self._freeze_gc = freeze_gc
+        self._replica_silence_s = replica_silence_s
+        self.store: StateStore | None = store if not isinstance(store, str) else None
+        self.rpc = RPCServer(rpc_host, rpc_port)
+        self.cache = PredictionCache(cache_size)
+        self.max_body = max_body_bytes
+        self.started_at = time.time()
+        # Made at start(), when the plugins and the store are known.
+        self.pool: ReplicaPool | None = None
+        self.routes: Routes | None = None
+        self.service: QueryService | None = None
+        self.sync: ConfigSync | None = None
+        self.records: ReplicaRecords | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        pm = self._pm or plugins.get_plugin_manager()
+        policies = {name: b.factory for name, b in
+                    plugins.backends("batching_policies", pm).items()}
+        if self.store is None:
+            self.store = plugins.open_store(str(self._store_arg), pm)
+        store = self.store
+        # The parts call each other back: the lambdas look their targets up
+        # when called, by which time all of them exist.
+        service: QueryService
+        pool = ReplicaPool(self.rpc.send, lambda n, v, t: routes.queue(n, v, t),
+                           lambda r, c, why: records.changed(r, c, why),
+                           silence_timeout=self._replica_silence_s)
+        routes = Routes(policies, pool.members, pool.send_batch,
+                        lambda ev, out: service.on_result(ev, out),
+                        lambda ev: service.on_dropped(ev), pipeline_depth=self.pipeline_depth)
+        service = QueryService(routes, self.cache, max_body_bytes=self.max_body)
+        records = ReplicaRecords(store, self.frontend_id, pool, lease_s=self.replica_lease_s)
+        sync = ConfigSync(store, routes.apply, period_s=min(1.0, self.replica_lease_s / 3),
+                          every=records.tick)
+        service.bind(loop)
+        records.bind(loop)
+        service.add_route(b"GET", "/metrics", self._metrics_route)
+        service.add_route(b"GET", "/healthz", lambda: (200, b'{"status":"ok"}'))
+        service.add_route(b"GET", "/readyz", self._readyz_route)
+        self.pool, self.routes, self.service = pool, routes, service
+        self.records, self.sync = records, sync
+        self.rpc.start(pool)
+        pool.start()
+        await sync.start()
+        if self._freeze_gc:
+            # Everything alive now (modules, classes, the loaded configuration)
+            # lives as long as the process: keep it out of the collector's
+            # full passes, which otherwise stall the loop for milliseconds.
+            gc.collect()
+            gc.freeze()
+
+    async def stop(self) -> None:
+        if self.sync is not None:
+            self.sync.stop()
+        if self.pool is not None:
+            self.pool.close()
+        self.rpc.close()
+        if self.records is not None:
+            await self.records.forget_all()
+        if self.store is not None and isinstance(self._store_arg, str):
+            try:
+                self.store.close()
+            except Exception:  # noqa: S110 - closing at exit: nothing left to tell
+                pass
+
+    # -- routes besides predict ------------------------------------------------
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        if self.sync is None:
+            return 503, {"ready": False, "store_healthy": False,
+                         "configuration_loaded": False}
+        ready, body = self.sync.readiness()
+        return (200 if ready else 503), body
+
+    def _readyz_route(self) -> tuple[int, bytes]:
+        status, body = self.readiness()
+        return status, orjson.dumps(body)
+
+    def _metrics_route(self) -> tuple[int, bytes]:
+        return 200, orjson.dumps(self.describe(), option=orjson.OPT_NON_STR_KEYS)
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON of ``GET /metrics``."""
+        sync, routes, pool = self.sync, self.routes, self.pool
+        snap: Snapshot | None = sync.snapshot if sync else None
+        return {
+            "frontend_id": self.frontend_id,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "store": {"url": getattr(self.store, "url", str(self._store_arg)),
+                      "healthy": bool(sync and sync.healthy),
+                      "error": sync.error if sync else "",
+                      "revision": snap.revision if snap else None},
+            "applications": ({name: m.describe() for name, m in routes.app_metrics.items()}
+                             if routes else {}),
+            "models": ({f"{n}:{v}": q.describe() for (n, v), q in routes.queues.items()}
+                       if routes else {}),
+            "cache": self.cache.stats(),
+            "rpc": {"connected_replicas": len(pool.replicas) if pool else 0,
+                    "malformed_messages": self.rpc.malformed},
+        }

@@ -1,0 +1,222 @@
+"""The replica pool: every connected model replica and its batches in flight.
+
+The pool is the one owner of replica state in a query frontend: which
+replicas are connected (by ZeroMQ identity), which serve each model version
+(the lists the model queues read), and which batches each has in flight,
+under which message id.  The RPC transport (:mod:`.rpc_server`) reports what
+arrives; the model queues (:mod:`.queues`) send batches through
+:meth:`ReplicaPool.send_batch`.  Nothing else changes a replica.
+
+A replica that disconnects (the transport's socket monitor), cannot be sent
+to, or stays silent with nothing in flight for ``silence_timeout`` is lost:
+its batches in flight go back to the head of its queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from clipper_core import rpc
+from clipper_core.models import InputType, Replica
+
+from .queues import Evaluation, ModelQueue
+
+log = logging.getLogger("clipper.replicas")
+
+#: ``get_queue(model_name, model_version, input_type)`` -> the queue of a model
+#: version, made on first use (reading the pool's list of its replicas)
+GetQueue = Callable[[str, str, InputType], ModelQueue]
+#: ``on_change(replica, connected, reason)``: records and hooks
+OnChange = Callable[["ReplicaConn", bool, str], None]
+Transport = Callable[[bytes, Sequence[Any]], bool]
+
+
+class ReplicaConn:
+    """A connected model replica, as this frontend knows it."""
+
+    __slots__ = ("identity", "model_name", "model_version", "input_type", "replica_id",
+                 "fd", "last_seen", "inflight", "free_at", "queue")
+
+    def __init__(self, identity: bytes, model_name: str, model_version: str,
+                 input_type: InputType, replica_id: str, fd: int, queue: ModelQueue) -> None:
+        self.identity = identity
+        self.model_name = model_name
+        self.model_version = model_version
+        self.input_type = input_type
+        self.replica_id = replica_id
+        self.fd = fd
+        self.last_seen = time.monotonic()
+        #: batches sent and not answered yet, oldest first: (msg id, batch,
+        #: perf_counter when sent).  The replica works on the first; the
+        #: others wait in its socket (see ModelQueue.pipeline_depth).
+        self.inflight: deque[tuple[int, list[Evaluation], float]] = deque()
+        #: perf_counter when the replica answered its previous batch: a
+        #: pipelined batch starts being worked on then, not when it was sent
+        self.free_at = 0.0
+        self.queue = queue
+
+    def to_model(self, frontend: str, connected: bool = True) -> Replica:
+        return Replica(model_name=self.model_name, model_version=self.model_version,
+                       replica_id=self.replica_id, input_type=self.input_type,
+                       connected=connected, frontend=frontend, last_seen=time.time())
+
+
+class ReplicaPool:
+    """Connected replicas, their model versions and their batches in flight.
+
+    :param transport: ``transport(identity, frames) -> bool`` sends one RPC
+        message; False when the peer cannot be reached.
+    :param get_queue: the queue of a model version (see :data:`GetQueue`).
+    :param on_change: called on the loop when a replica connects or is lost.
+    """
+
+    def __init__(self, transport: Transport, get_queue: GetQueue, on_change: OnChange, *,
+                 silence_timeout: float = 15.0) -> None:
+        self._transport = transport
+        self._get_queue = get_queue
+        self._on_change = on_change
+        self.silence_timeout = silence_timeout
+        self.replicas: dict[bytes, ReplicaConn] = {}
+        self._members: dict[tuple[str, str], list[ReplicaConn]] = {}
+        self._by_msg: dict[int, ReplicaConn] = {}
+        self._next_msg_id = 0
+        self._counters: dict[tuple[str, str], int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._janitor: asyncio.Task[None] | None = None
+
+    def members(self, model_name: str, model_version: str) -> list[ReplicaConn]:
+        """The replicas of a model version: a list only the pool changes."""
+        key = (model_name, model_version)
+        found = self._members.get(key)
+        if found is None:
+            found = self._members[key] = []
+        return found
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._janitor = self._loop.create_task(self._drop_silent())
+
+    def close(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+
+    # -- what the transport reports (rpc_server.RPCHandler) -----------------
+    def touch(self, identity: bytes) -> bool:
+        """A message arrived from ``identity``; whether it is a known replica."""
+        replica = self.replicas.get(identity)
+        if replica is None:
+            return False
+        replica.last_seen = time.monotonic()
+        return True
+
+    def hello(self, identity: bytes, name: str, version: str, input_type: InputType,
+              fd: int) -> None:
+        """A replica announced its model (RPC v3 new-container message)."""
+        old = self.replicas.get(identity)
+        if old is not None:
+            if (old.model_name, old.model_version, old.input_type) == (name, version, input_type):
+                old.fd = fd  # the same replica saying hello twice
+                return
+            self.lose(old, "re-registered as another model")
+        if identity.startswith(b"replica:"):
+            replica_id = identity[8:].decode(errors="replace")
+        else:
+            n = self._counters.get((name, version), 0)
+            self._counters[(name, version)] = n + 1
+            replica_id = str(n)
+        queue = self._get_queue(name, version, input_type)
+        replica = ReplicaConn(identity, name, version, input_type, replica_id, fd, queue)
+        self.replicas[identity] = replica
+        log.info("replica %s of %s:%s connected", replica_id, name, version)
+        self._on_change(replica, True, "connected")
+        self.members(name, version).append(replica)
+        queue.dispatch()
+
+    def answered(self, identity: bytes, msg_id: int, outputs: list[bytes]) -> None:
+        """A replica answered the batch sent as ``msg_id``."""
+        replica = self.replicas.get(identity)
+        if replica is None:
+            raise rpc.ProtocolError("prediction response from an unregistered container")
+        if self._by_msg.get(msg_id) is not replica:
+            raise rpc.ProtocolError(f"response to unknown message id {msg_id}")
+        del self._by_msg[msg_id]
+        inflight = replica.inflight
+        # A replica answers in the order it was sent work; look further only
+        # for a container that does not.
+        if inflight and inflight[0][0] == msg_id:
+            _, batch, sent_at = inflight.popleft()
+        else:
+            entry = next((e for e in inflight if e[0] == msg_id), None)
+            if entry is None:  # its batch was taken back (the replica was given up)
+                raise rpc.ProtocolError(f"response to abandoned message id {msg_id}")
+            inflight.remove(entry)
+            _, batch, sent_at = entry
+        now = time.perf_counter()
+        # A batch that waited behind another was only worked on from when
+        # the replica answered that one: the batching policy and admission
+        # control need the replica's time per batch, not the time in its socket.
+        latency = now - max(sent_at, replica.free_at)
+        replica.free_at = now
+        if len(outputs) != len(batch):
+            # Answer the batch rather than leave it (and the replica) hanging,
+            # then report the message as malformed.
+            cause = f"replica answered {len(outputs)} outputs for a batch of {len(batch)}"
+            replica.queue.batch_done(batch, [rpc.encode_error(cause)] * len(batch), latency)
+            raise rpc.ProtocolError(cause)
+        replica.queue.batch_done(batch, outputs, latency)
+
+    def disconnected(self, fd: int) -> None:
+        """The TCP connection behind ``fd`` closed."""
+        for replica in [r for r in self.replicas.values() if r.fd == fd]:
+            self.lose(replica, "disconnected")
+
+    # -- what the queues ask -------------------------------------------------
+    def send_batch(self, replica: ReplicaConn, batch: list[Evaluation]) -> bool:
+        """Send ``batch`` to ``replica``; False if the replica is gone (it is
+        then out of its model's list at once, and lost on the next turn)."""
+        msg_id = self._next_msg_id
+        self._next_msg_id = (msg_id + 1) & 0xFFFFFFFF
+        frames = rpc.predict_request(msg_id, int(replica.input_type), [ev.data for ev in batch])
+        if not self._transport(replica.identity, frames):
+            members = self._members.get((replica.model_name, replica.model_version))
+            if members is not None and replica in members:
+                members.remove(replica)
+            if self._loop is not None:
+                self._loop.call_soon(self.lose, replica, "unreachable")
+            return False
+        replica.inflight.append((msg_id, batch, time.perf_counter()))
+        self._by_msg[msg_id] = replica
+        return True
+
+    # -- losing replicas -----------------------------------------------------
+    def lose(self, replica: ReplicaConn, reason: str) -> None:
+        """Forget ``replica``; its batches in flight go back to its queue."""
+        if self.replicas.get(replica.identity) is not replica:
+            return
+        del self.replicas[replica.identity]
+        members = self._members.get((replica.model_name, replica.model_version))
+        if members is not None and replica in members:
+            members.remove(replica)
+        for msg_id, _batch, _sent in replica.inflight:
+            self._by_msg.pop(msg_id, None)
+        evaluations = [ev for _, batch, _ in replica.inflight for ev in batch]
+        replica.inflight.clear()
+        log.warning("replica %s of %s:%s lost: %s", replica.replica_id, replica.model_name,
+                    replica.model_version, reason)
+        if evaluations:
+            replica.queue.requeue(evaluations)
+        self._on_change(replica, False, reason)
+
+    async def _drop_silent(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for replica in list(self.replicas.values()):
+                if now - replica.last_seen > self.silence_timeout and not replica.inflight:
+                    self.lose(replica, f"silent for {self.silence_timeout:.0f} s")
