@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,9 +92,13 @@ def export_pytorch_model(model_dir: Path, pytorch_model: Any, inputs: Any) -> No
         outs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         output_names = [f"output_{i}" for i in range(len(outs))]
         dynamic.update({n: {0: "batch"} for n in output_names})
-        torch.onnx.export(pytorch_model, args, str(model_dir / MODEL_RELATIVE_PATH),
-                          export_params=True, input_names=input_names,
-                          output_names=output_names, dynamic_axes=dynamic, dynamo=False)
+        with warnings.catch_warnings():
+            # The TorchScript exporter is chosen on purpose: it traces like
+            # Clipper's export did and takes dynamic_axes (the batch dimension).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(pytorch_model, args, str(model_dir / MODEL_RELATIVE_PATH),
+                              export_params=True, input_names=input_names,
+                              output_names=output_names, dynamic_axes=dynamic, dynamo=False)
     except Exception as exc:  # noqa: BLE001 - reported with the model's type
         raise ClipperException(
             f"Error serializing PyTorch model to ONNX: {type(exc).__name__}: {exc}",
