@@ -1,54 +1,51 @@
 """Clipper's ``clipper_admin`` names, so existing Clipper scripts keep working.
 
 ``ClipperConnection``, ``ClipperException`` and ``UnconnectedException`` are
-clipper-core's.  The container managers (``DockerContainerManager``,
+clipper-core's; ``clipper_admin.deployers`` (with every framework module),
+the constants ``CLIPPER_TEMP_DIR``, ``DEFAULT_LABEL`` and
+``DEFAULT_PREDICTION_CACHE_SIZE_BYTES``, ``__version__`` and ``__registry__``
+and the submodules ``clipper_admin.{clipper_admin, container_manager,
+version, docker, kubernetes, metrics, exceptions}`` mean what they mean in
+Clipper.  The container managers (``DockerContainerManager``,
 ``KubernetesContainerManager``, ``LocalProcessContainerManager``,
 ``NomadContainerManager``) are the classes offered by installed plugins,
-looked up when first used; using one whose plugin is not installed raises
-:class:`ContainerManagerNotInstalled` saying what to install.
+looked up when first used; one whose plugin is not installed raises
+:class:`ContainerManagerNotInstalled`, an ImportError saying what to
+``pip install``.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
-from clipper_core.connection import ClipperConnection
-from clipper_core.errors import ClipperException, PluginError, UnconnectedException
+from . import deployers
+from .clipper_admin import (
+    CLIPPER_TEMP_DIR,
+    DEFAULT_LABEL,
+    DEFAULT_PREDICTION_CACHE_SIZE_BYTES,
+    ClipperConnection,
+)
+from .exceptions import ClipperException, UnconnectedException
+from .managers import CONTAINER_MANAGERS, ContainerManagerNotInstalled, manager_class
+from .version import __registry__, __version__
 
-#: Clipper class name -> (container manager name, distribution offering it).
-CONTAINER_MANAGERS: dict[str, tuple[str, str]] = {
-    "DockerContainerManager": ("docker", "clipper-docker"),
-    "KubernetesContainerManager": ("k8s", "clipper-k8s"),
-    "LocalProcessContainerManager": ("local_process", "clipper-local-process"),
-    "NomadContainerManager": ("nomad", "clipper-nomad"),
-}
+# ``clipper_admin.deployers.python`` works after ``import clipper_admin``, as in
+# Clipper; each framework module is a lazy forwarder, so this costs nothing.
+for _module in pkgutil.iter_modules(deployers.__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{deployers.__name__}.{_module.name}")
 
-__all__ = ["ClipperConnection", "ClipperException", "UnconnectedException",
-           "ContainerManagerNotInstalled", *CONTAINER_MANAGERS]
-
-
-class ContainerManagerNotInstalled(PluginError, AttributeError):
-    """A Clipper container manager class was asked for, but no installed
-    plugin offers it.  Also an AttributeError, so ``hasattr`` is False."""
-
-    kind = "plugin_error"
+__all__ = ["CLIPPER_TEMP_DIR", "DEFAULT_LABEL", "DEFAULT_PREDICTION_CACHE_SIZE_BYTES",
+           "ClipperConnection", "ClipperException", "ContainerManagerNotInstalled",
+           "UnconnectedException", "__registry__", "__version__", "deployers"]
 
 
 def __getattr__(name: str) -> Any:
     if name not in CONTAINER_MANAGERS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from clipper_core.plugins import backends
-
-    backend_name, distribution = CONTAINER_MANAGERS[name]
-    found = backends("container_managers")
-    if backend_name not in found:
-        known = ", ".join(sorted(found)) or "none"
-        raise ContainerManagerNotInstalled(
-            f"clipper_admin.{name} needs the {backend_name!r} container manager plugin, "
-            f"which is not installed: pip install {distribution}. "
-            f"Installed container managers: {known}",
-            name=name, distribution=distribution)
-    return found[backend_name].factory
+    return manager_class(name, where=__name__)
 
 
 def __dir__() -> list[str]:

@@ -24,7 +24,6 @@ import httpx
 
 from .admin.client import AdminClient
 from .admin.local import check_predict_function
-from .admin.params import ignore_parameter
 from .admin.replica_api import ReplicaAPI, count_arg
 from .admin.replica_api import requires_connection as _connected
 from .admin.service import new_application
@@ -44,6 +43,7 @@ from .admin.wire import (
     render,
 )
 from .errors import ClipperException, ConflictError, ValidationError
+from .launch.compat import ignored_parameter
 from .models import ModelVersion, validate_name
 
 log = logging.getLogger("clipper.connection")
@@ -116,7 +116,7 @@ class ClipperConnection(ReplicaAPI):
                  "each application's slo_micros bounds its requests"),
                 ("qf_http_timeout_content", qf_http_timeout_content, 300,
                  "each application's slo_micros bounds its requests")):
-            ignore_parameter(_START, name, value, default, reason, stacklevel=4)
+            ignored_parameter(_START, name, value, default, reason)
         count_arg("cache_size", cache_size, 0)
         count_arg("num_frontend_replicas", num_frontend_replicas, 1)
         self.cm.start_clipper(query_frontend_image, mgmt_frontend_image, cache_size,

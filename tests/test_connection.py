@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import httpx
 import pytest
 from conftest import ROOT, free_port, wait_until
 
-from clipper_core.connection import ClipperConnection
+from clipper_core.connection import DEFAULT_CACHE_SIZE, ClipperConnection
 from clipper_core.errors import (
     AuthenticationError,
     ClipperException,
@@ -254,6 +255,35 @@ def test_manager_by_unknown_name_lists_the_known_ones() -> None:
         ClipperConnection("no-such-manager")
 
 
+def test_start_clipper_takes_clippers_parameters_in_clippers_order(
+        manager: AddressManager) -> None:
+    from clipper_core.launch.compat import reset_warnings
+
+    reset_warnings()
+    conn = ClipperConnection(manager)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        conn.start_clipper("qf:1", "mgmt:1", None, 2048, 1, 5, 300, 3)
+        assert caught == []  # Clipper's defaults: nothing to say
+        conn.start_clipper(query_frontend_image="qf:1", mgmt_frontend_image="mgmt:1",
+                           frontend_exporter_image="exporter:1", cache_size=4096,
+                           qf_http_thread_pool_size=8, qf_http_timeout_request=9,
+                           qf_http_timeout_content=10, num_frontend_replicas=2)
+        conn.start_clipper(frontend_exporter_image="exporter:2", qf_http_thread_pool_size=4)
+    messages = sorted(str(w.message).split(":")[1].strip() for w in caught)
+    assert [m.split("=")[0] for m in messages] == [
+        "frontend_exporter_image", "qf_http_thread_pool_size", "qf_http_timeout_content",
+        "qf_http_timeout_request"]  # once each, though given twice
+    assert all(w.filename == __file__ for w in caught)
+    starts = [c for c in manager.calls if c[0] == "start_clipper"]
+    assert starts == [("start_clipper", 2048, 3), ("start_clipper", 4096, 2),
+                      ("start_clipper", DEFAULT_CACHE_SIZE, 1)]
+    # clipper-core 0.4.0's order (cache_size third) still works
+    conn.start_clipper("qf:1", "mgmt:1", 1024)
+    assert manager.calls[-2] == ("start_clipper", 1024, 1)
+    conn.close()
+
+
 def test_start_clipper_starts_then_connects(manager: AddressManager) -> None:
     conn = ClipperConnection(manager)
     conn.start_clipper(cache_size=1024, num_frontend_replicas=2)
@@ -434,6 +464,24 @@ def test_link_rules(conn: ClipperConnection) -> None:
     assert conn.get_linked_models("app-link") == []
     conn.link_model_to_app("app-link", "m-link2")
     assert conn.get_app_info("app-link")["linked_models"] == ["m-link2"]
+
+
+def test_versions_keep_the_input_type_of_linked_apps(conn: ClipperConnection) -> None:
+    """Clipper refuses a new (or current) version whose input type differs
+    from that of an application its model is linked to."""
+    conn.register_application("app-typed", "ints", "-1", 1000)
+    conn.register_model("m-typed", "1", "ints")
+    conn.register_model("m-typed", "2", "strings")
+    conn.set_model_version("m-typed", "1")
+    conn.link_model_to_app("app-typed", "m-typed")
+    with pytest.raises(ValidationError, match="linked to application 'app-typed'"):
+        conn.register_model("m-typed", "3", "doubles")
+    assert conn.get_model_info("m-typed", "3") is None
+    with pytest.raises(ValidationError, match="version '2' has input type strings"):
+        conn.set_model_version("m-typed", "2")
+    assert conn.get_current_model_version("m-typed") == "1"
+    conn.register_model("m-typed", "4", "ints")
+    assert conn.get_current_model_version("m-typed") == "4"
 
 
 # -- deploying and replicas ----------------------------------------------------
@@ -646,35 +694,6 @@ def test_token_is_required(tmp_path: Path) -> None:
         proc.stop()
 
 
-# -- the clipper_admin compatibility names -------------------------------------
-
-def test_clipper_admin_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    import clipper_admin
-    from clipper_admin.deployers import python as python_deployer
-    from clipper_core.deployers import python as core_deployer
-    from clipper_core.plugins import backends
-
-    assert clipper_admin.ClipperConnection is ClipperConnection
-    assert clipper_admin.UnconnectedException is UnconnectedException
-    assert python_deployer.deploy_python_closure is core_deployer.deploy_python_closure
-    assert python_deployer.create_endpoint is core_deployer.create_endpoint
-    installed = backends("container_managers")
-    for attr, (name, _dist) in clipper_admin.CONTAINER_MANAGERS.items():
-        if name in installed:
-            assert getattr(clipper_admin, attr) is installed[name].factory
-    assert "local_process" in installed
-    assert clipper_admin.LocalProcessContainerManager is installed["local_process"].factory
-    monkeypatch.setitem(clipper_admin.CONTAINER_MANAGERS, "ImaginaryContainerManager",
-                        ("imaginary", "clipper-imaginary"))
-    with pytest.raises(PluginError) as info:
-        clipper_admin.ImaginaryContainerManager  # noqa: B018
-    assert "pip install clipper-imaginary" in str(info.value)
-    assert "local_process" in str(info.value)
-    assert not hasattr(clipper_admin, "ImaginaryContainerManager")
-    with pytest.raises(AttributeError):
-        clipper_admin.NoSuchThing  # noqa: B018
-
-
 # -- with a real query frontend and a model started outside Clipper ------------
 
 @pytest.mark.slow
@@ -758,3 +777,38 @@ def test_concurrent_links_to_one_app_admit_exactly_one(conn: ClipperConnection,
     assert sorted(statuses) == [200] + [409] * (len(names) - 1)
     winner = names[statuses.index(200)]
     assert conn.get_linked_models("app-race") == [winner]
+
+
+def test_link_rules_hold_across_management_processes(tmp_path: Path) -> None:
+    """Two management frontends on one SQLite file: concurrent links of one
+    app, sent alternately to both, still admit exactly one model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    procs = [ManagementProcess(url), ManagementProcess(url)]
+    for p in procs:
+        p.start()
+    try:
+        conn = ClipperConnection(AddressManager(procs[0].addr))
+        conn.connect()
+        names = [f"m-race-{i}" for i in range(12)]
+        for round_ in range(3):
+            app = f"app-race-{round_}"
+            conn.register_application(app, "doubles", "-1", 1000)
+            for name in names:
+                if round_ == 0:
+                    conn.register_model(name, "1", "doubles")
+
+            def link(i: int, app: str = app) -> int:
+                addr = procs[i % 2].addr
+                return httpx.post(f"http://{addr}/admin/add_model_links", timeout=20,
+                                  json={"app_name": app, "model_names": [names[i]]}
+                                  ).status_code
+            with ThreadPoolExecutor(len(names)) as pool:
+                statuses = list(pool.map(link, range(len(names))))
+            assert sorted(statuses) == [200] + [409] * (len(names) - 1)
+            assert conn.get_linked_models(app) == [names[statuses.index(200)]]
+        conn.close()
+    finally:
+        for p in procs:
+            p.stop()

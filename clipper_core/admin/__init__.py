@@ -10,8 +10,10 @@
   records and the container manager's view);
 - :mod:`~clipper_core.admin.client`: :class:`AdminClient`, the HTTP side
   ``ClipperConnection`` talks through;
-- :mod:`~clipper_core.admin.params`: Clipper parameters accepted but not
-  honoured, and their one-time warning.
+- :mod:`~clipper_core.admin.replica_api`: ``ClipperConnection``'s replica and
+  stop methods (a base class, to keep each module small);
+- :mod:`~clipper_core.admin.fields`: JSON body fields and their errors;
+- :mod:`~clipper_core.admin.local`: ``test_predict_function``'s check.
 
 Import the submodules themselves; this package imports nothing, so that
 ``ClipperConnection`` does not load the plugin manager the service needs.
