@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hookspecs import hookimpl
+from .hookspecs import Register, hookimpl
 from .models import ModelVersion
 
 
@@ -96,7 +96,7 @@ class DelayedPolicy(AIMDPolicy):
 
 
 @hookimpl
-def register_batching_policies(register: Any) -> None:
+def register_batching_policies(register: Register) -> None:
     register("aimd", AIMDPolicy)
     register("fixed", FixedPolicy)
     register("delayed", DelayedPolicy)

@@ -6,11 +6,13 @@ import asyncio
 from pathlib import Path
 
 import loadgen
+import pytest
 from serving import Serving, write_model
 
 from clipper_core.batching import AIMDPolicy, DelayedPolicy, FixedPolicy
 from clipper_core.models import ModelVersion
 from clipper_core.plugins import backends
+from clipper_core.testing.batching_policy import BatchingPolicyContract
 
 # Sleeps 5 ms per call plus a little per input, and reports the batch size.
 BATCH_REPORTER = """
@@ -20,6 +22,35 @@ def predict(inputs):
     return [str(len(inputs))] * len(inputs)
 """
 
+
+# -- the shared contract, on the built-in policies -------------------------------
+
+class TestAIMDContract(BatchingPolicyContract):
+    policy_name = "aimd"
+
+
+class TestDelayedContract(BatchingPolicyContract):
+    policy_name = "delayed"
+
+
+class TestDelayedWithOptionsContract(BatchingPolicyContract):
+    policy_name = "delayed"
+
+    @pytest.fixture
+    def policy_options(self) -> dict[str, object]:
+        return {"max_delay_s": 0.01, "start": 1, "step": 1, "backoff": 0.5}
+
+
+class TestFixedContract(BatchingPolicyContract):
+    policy_name = "fixed"
+    adaptive = False
+
+    @pytest.fixture
+    def model(self) -> ModelVersion:
+        return ModelVersion.create("contract-model", "1", "doubles", batch_size=8)
+
+
+# -- the built-ins' own behaviour ------------------------------------------------
 
 def test_builtin_policies_registered() -> None:
     assert {"aimd", "fixed", "delayed"} <= set(backends("batching_policies"))

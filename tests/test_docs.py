@@ -8,6 +8,7 @@ docstring in the common shape, a ``### name(args)`` section in
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import re
 import typing
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import ROOT
 
-from clipper_core import hookspecs
+from clipper_core import hookspecs, plugins
 
 DOCS = ROOT / "docs" / "plugins.md"
 HOOK_TESTS = ROOT / "tests" / "test_hookspecs.py"
@@ -100,3 +101,18 @@ def test_no_section_or_test_for_a_hook_that_does_not_exist() -> None:
     assert hooky <= specs, f"docs/plugins.md documents unknown hooks: {hooky - specs}"
     stale = {t.removeprefix("test_hook_") for t in hook_tests() if t.startswith("test_hook_")}
     assert stale <= specs, f"tests/test_hookspecs.py tests unknown hooks: {stale - specs}"
+
+
+SUITES = {"container_managers": "container_manager", "state_stores": "state_store",
+          "registries": "registry", "batching_policies": "batching_policy"}
+
+
+@pytest.mark.parametrize("kind", plugins.KINDS)
+def test_every_backend_kind_has_a_contract_suite_and_a_docs_row(kind: str) -> None:
+    module = importlib.import_module(f"clipper_core.testing.{SUITES[kind]}")
+    suites = [name for name, obj in vars(module).items()
+              if inspect.isclass(obj) and name.endswith("Contract")
+              and obj.__module__ == module.__name__]
+    assert suites, f"clipper_core.testing.{SUITES[kind]} has no *Contract class"
+    assert any(f"`{SUITES[kind]}.{name}`" in DOCS.read_text() for name in suites), (
+        f"docs/plugins.md does not list the {kind} suite")
