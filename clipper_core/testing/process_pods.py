@@ -1,6 +1,6 @@
 """Run a pod's container (or a Nomad task) as a local process.
 
-The fakes of the Kubernetes and Nomad APIs (``k8s_api.py``, ``nomad_api.py``)
+The fakes of the Kubernetes and Nomad APIs (``clipper_k8s.testing``, ``clipper_nomad.testing``)
 share this module for the part that is the same whatever the orchestrator:
 turning "run image X with command C, args A and env E" into a supervised
 local process.  It is test support, not product code.

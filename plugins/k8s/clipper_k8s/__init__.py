@@ -1,25 +1,38 @@
 """clipper-k8s: run a Clipper cluster on Kubernetes.
 
-This module only wires the hook; the manager, and with it the official
-``kubernetes`` client, is imported when the manager is built.
+This module only wires the hook; the manager, and with it the official ``kubernetes`` client,
+is imported when used, so ``import clipper_k8s`` stays cheap.
+``from clipper_k8s import KubernetesContainerManager`` works.  Model images are built by
+the ``docker`` model registry, found by name
+(:func:`clipper_core.launch.get_image_builder`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from clipper_core.hookspecs import hookimpl
+from clipper_core.hookspecs import Register, hookimpl
 
-__all__ = ["register_container_managers"]
-
-
-def _factory(**options: Any) -> Any:
+if TYPE_CHECKING:
     from .manager import KubernetesContainerManager
 
-    return KubernetesContainerManager(**options)
+__all__ = ["KubernetesContainerManager", "register_container_managers"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "KubernetesContainerManager":
+        return getattr(importlib.import_module(".manager", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _factory(*args: Any, **options: Any) -> Any:
+    from .manager import KubernetesContainerManager
+
+    return KubernetesContainerManager(*args, **options)
 
 
 @hookimpl
-def register_container_managers(register: Any) -> None:
+def register_container_managers(register: Register) -> None:
     """Offer the ``k8s`` container manager."""
     register("k8s", _factory)

@@ -1,9 +1,12 @@
 """The manifests (plain JSON dicts) of every object the manager creates.
 
 Pure functions of the cluster's settings, so tests validate exactly what is
-sent against the real Kubernetes schemas.  Program command lines are those of
-``docs/architecture.md``; the project's frontend images have the programs as
-their ENTRYPOINT, so containers only pass ``args``.
+sent against the real Kubernetes schemas.  What each program runs (its
+arguments, environment and secrets) comes from :mod:`clipper_core.launch`;
+the project's frontend images have the programs as their ENTRYPOINT, so
+containers only pass ``args``.  Secrets come from a Secret object (one key
+per :class:`clipper_core.launch.Secret`, named by its ``file_name``), never
+from ``args``.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from typing import Any
 
 import attrs
 
+from clipper_core import launch
+
 from . import names
 
 Manifest = dict[str, Any]
 
-QUERY_PORT = 1337
-MGMT_PORT = 1338
-RPC_PORT = 7000
+QUERY_PORT = launch.QUERY_PORT
+MGMT_PORT = launch.MANAGEMENT_PORT
+RPC_PORT = launch.RPC_PORT
 REDIS_PORT = 6379
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
@@ -44,6 +49,9 @@ class ClusterSpec:
     redis_image: str = "redis:7"
     #: Type of the query and management services.
     service_type: str = "NodePort"
+    #: Per-service overrides (Clipper's ``service_types``); None = ``service_type``.
+    mgmt_service_type: str | None = None
+    query_service_type: str | None = None
     service_account: str | None = None
     image_pull_policy: str = "IfNotPresent"
     requests: dict[str, dict[str, str]] = attrs.field(factory=lambda: dict(DEFAULT_REQUESTS))
@@ -134,22 +142,32 @@ def redis_service(spec: ClusterSpec) -> Manifest:
 # -- frontends -------------------------------------------------------------------
 
 
+def _secret_env(spec: ClusterSpec, process: launch.ProcessSpec) -> list[Manifest]:
+    """The process's secrets as environment variables read from the Secret."""
+    return [{"name": secret.env, "valueFrom": {"secretKeyRef": {
+        "name": spec.admin_secret, "key": secret.file_name}}} for secret in process.secrets]
+
+
+def _secrets(spec: ClusterSpec) -> launch.ClusterSecrets:
+    """Which secrets exist (their values live in the Secret, not here)."""
+    return launch.ClusterSecrets(admin_token="in-secret" if spec.admin_secret else None)
+
+
 def mgmt_deployment(spec: ClusterSpec, image: str) -> Manifest:
     """The management frontend (one replica)."""
-    env: list[Manifest] = []
-    if spec.admin_secret:
-        env.append({"name": "CLIPPER_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {
-            "name": spec.admin_secret, "key": "token"}}})
-        # /admin/ping needs the token then; probe the socket instead.
+    process = launch.management_process(store_url=spec.store_url, port=MGMT_PORT,
+                                        secrets=_secrets(spec))
+    assert process.ready is not None
+    if process.ready.needs_token:  # the probe cannot send the token: probe the socket
         readiness = _tcp_probe("mgmt", delay=1, period=2, failures=3)
     else:
-        readiness = _http_probe("/admin/ping", "mgmt", delay=1, period=2, failures=3)
+        readiness = _http_probe(process.ready.path, "mgmt", delay=1, period=2, failures=3)
     container = _container(
-        spec, names.ROLE_MGMT, "management-frontend", image,
-        args=["--store", spec.store_url, "--host", "0.0.0.0", "--port", str(MGMT_PORT)],
+        spec, names.ROLE_MGMT, "management-frontend", image, args=list(process.args),
         ports=[{"name": "mgmt", "containerPort": MGMT_PORT}],
         readinessProbe=readiness,
         livenessProbe=_tcp_probe("mgmt", delay=10, period=10, failures=3))
+    env = [{"name": k, "value": v} for k, v in process.env.items()] + _secret_env(spec, process)
     if env:
         container["env"] = env
     return _deployment(spec, names.mgmt(spec.cluster), spec.labels(names.ROLE_MGMT),
@@ -159,16 +177,16 @@ def mgmt_deployment(spec: ClusterSpec, image: str) -> Manifest:
 def mgmt_service(spec: ClusterSpec) -> Manifest:
     return _service(spec, names.mgmt(spec.cluster), names.ROLE_MGMT,
                     [{"name": "mgmt", "port": MGMT_PORT, "targetPort": "mgmt"}],
-                    type_=spec.service_type)
+                    type_=spec.mgmt_service_type or spec.service_type)
 
 
 def query_deployment(spec: ClusterSpec, image: str, cache_size: int, replicas: int) -> Manifest:
     """``replicas`` query frontends; each is its own frontend id (the pod name)."""
     container = _container(
         spec, names.ROLE_QUERY, "query-frontend", image,
-        args=["--store", spec.store_url, "--host", "0.0.0.0", "--port", str(QUERY_PORT),
-              "--rpc-host", "0.0.0.0", "--rpc-port", str(RPC_PORT),
-              "--cache-size", str(cache_size), "--frontend-id", "$(POD_NAME)"],
+        args=list(launch.query_process(store_url=spec.store_url, frontend_id="$(POD_NAME)",
+                                       port=QUERY_PORT, rpc_port=RPC_PORT,
+                                       cache_size=cache_size).args),
         env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         ports=[{"name": "http", "containerPort": QUERY_PORT},
                {"name": "rpc", "containerPort": RPC_PORT}],
@@ -182,7 +200,7 @@ def query_service(spec: ClusterSpec) -> Manifest:
     """Where clients send queries (and read ``/metrics``)."""
     return _service(spec, names.query(spec.cluster), names.ROLE_QUERY,
                     [{"name": "http", "port": QUERY_PORT, "targetPort": "http"}],
-                    type_=spec.service_type)
+                    type_=spec.query_service_type or spec.service_type)
 
 
 def query_rpc_service(spec: ClusterSpec) -> Manifest:
@@ -199,13 +217,12 @@ def model_deployment(spec: ClusterSpec, name: str, version: str, input_type: str
                      replicas: int) -> Manifest:
     """``replicas`` replicas of one model version; each replica's id is its pod name."""
     labels = names.model_labels(spec.cluster, name, version)
-    env = [{"name": "CLIPPER_MODEL_NAME", "value": name},
-           {"name": "CLIPPER_MODEL_VERSION", "value": version},
-           {"name": "CLIPPER_INPUT_TYPE", "value": input_type},
-           {"name": "CLIPPER_IP", "value": names.query_rpc(spec.cluster)},
-           {"name": "CLIPPER_PORT", "value": str(RPC_PORT)},
-           {"name": "CLIPPER_REPLICA_ID",
-            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    process = launch.replica_process(
+        name=name, version=version, input_type=input_type, model_path=None,
+        frontends=launch.RpcTargets(host=names.query_rpc(spec.cluster), port=RPC_PORT))
+    env: list[Manifest] = [{"name": k, "value": v} for k, v in process.env.items()]
+    env.append({"name": "CLIPPER_REPLICA_ID",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
     container = _container(spec, names.ROLE_MODEL, "model", image, env=env)
     body = _deployment(spec, names.model(spec.cluster, name, version), labels, container,
                        replicas)
@@ -227,7 +244,9 @@ def admin_secret(spec: ClusterSpec, token: str) -> Manifest:
     assert spec.admin_secret is not None
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _metadata(spec, spec.admin_secret, spec.labels(names.ROLE_MGMT)),
-            "stringData": {"token": token}}
+            "stringData": {s.file_name: s.value
+                           for s in launch.ClusterSecrets(admin_token=token).for_role(
+                               launch.ROLE_MANAGEMENT)}}
 
 
 def cluster_manifests(spec: ClusterSpec, query_image: str, mgmt_image: str, cache_size: int,

@@ -1,7 +1,7 @@
 """Fixtures of the k8s plugin's tests: a fake Kubernetes API server and
 managers pointed at it.
 
-The fake (``tests/fakes/k8s_api.py`` at the repository root) serves the real
+The fake (:class:`clipper_k8s.testing.FakeKubernetes`) serves the real
 REST API and runs every pod as a local process, so these tests need
 ``redis-server`` on PATH (the cluster's Redis runs as a fake pod).  No test
 here talks to a real cluster.
@@ -9,24 +9,17 @@ here talks to a real cluster.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
-if str(ROOT / "tests") not in sys.path:
-    sys.path.insert(0, str(ROOT / "tests"))
-
-from clipper_k8s.manager import (  # noqa: E402
+from clipper_k8s.manager import (
     MGMT_FRONTEND_IMAGE,
     QUERY_FRONTEND_IMAGE,
     REDIS_IMAGE,
 )
-from fakes.k8s_api import FakeKubernetes  # noqa: E402
-from fakes.process_pods import ImageSpec, ImageTable  # noqa: E402
+from clipper_k8s.testing import FakeKubernetes, ImageSpec, ImageTable
 
 __all__ = ["FakeKubernetes", "ImageSpec", "ImageTable", "base_images", "manager_options",
            "MODEL_IMAGE", "SUM_MODEL", "validate_received"]

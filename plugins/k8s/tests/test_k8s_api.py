@@ -3,7 +3,6 @@ client's errors (real ones, answered by the fake API server) to clipper-core's."
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import kubernetes
@@ -76,10 +75,70 @@ current-context: ctx1
 
 def test_build_model_without_docker_plugin_is_a_build_error(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setitem(sys.modules, "clipper_docker.manager", None)
+    from clipper_core.errors import PluginError
+
+    def no_docker(kind: str, name: str, pm: object = None) -> None:
+        raise PluginError(f"Unknown model registry {name!r}. Installed: directory")
+
+    monkeypatch.setattr("clipper_core.plugins.get_backend", no_docker)
     cm = KubernetesContainerManager(api_host="http://127.0.0.1:9")
-    with pytest.raises(BuildError, match="clipper-docker plugin"):
+    with pytest.raises(BuildError, match="pip install clipper-docker"):
         cm.build_model("m", "1", str(tmp_path), "default")
+
+
+def test_build_model_uses_the_docker_registry_backend_by_name(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[tuple[object, ...]] = []
+
+    class Builder:
+        def __init__(self, **options: object) -> None:
+            calls.append(("init", options))
+
+        def build_model(self, *args: object) -> str:
+            calls.append(("build", *args))
+            return "reg.test/m:1"
+
+    class Backend:
+        plugin = "fake"
+        factory = Builder
+
+    monkeypatch.setattr("clipper_core.plugins.get_backend", lambda kind, name, pm=None: (
+        Backend if (kind, name) == ("registries", "docker") else None))
+    cm = KubernetesContainerManager(api_host="http://127.0.0.1:9",
+                                    container_registry="reg.test")
+    assert cm.build_model("m", "1", str(tmp_path), "default") == "reg.test/m:1"
+    assert calls == [("init", {"container_registry": "reg.test"}),
+                     ("build", "m", "1", str(tmp_path), "default", "reg.test", None)]
+
+
+def test_the_plugin_never_imports_clipper_docker() -> None:
+    import clipper_k8s
+
+    root = Path(clipper_k8s.__file__).parent
+    for path in root.rglob("*.py"):
+        assert "clipper_docker" not in path.read_text(), path
+
+
+def test_clippers_parameters_in_clippers_order() -> None:
+    from clipper_core.launch.compat import reset_warnings
+
+    cm = KubernetesContainerManager("pos", "127.0.0.1:8001", "10.0.0.5", 6380, True, "ns1",
+                                    {"management": "LoadBalancer", "query": "NodePort"}, True,
+                                    api_host="http://127.0.0.1:9")
+    assert (cm.cluster_name, cm.kubernetes_proxy_addr, cm.namespace) == (
+        "pos", "127.0.0.1:8001", "ns1")
+    assert (cm.spec.redis_ip, cm.spec.redis_port, cm.use_internal_ip) == ("10.0.0.5", 6380, True)
+    assert cm.create_namespace_if_not_exists
+    assert (cm.spec.mgmt_service_type, cm.spec.query_service_type) == ("LoadBalancer",
+                                                                       "NodePort")
+    assert KubernetesContainerManager(api_host="http://x").cluster_name == "default-cluster"
+    reset_warnings()
+    with pytest.warns(UserWarning, match="metric"):
+        KubernetesContainerManager(service_types={"metric": "LoadBalancer"}, api_host="http://x")
+    with pytest.raises(ValidationError, match="service_types"):
+        KubernetesContainerManager(service_types={"nope": "NodePort"}, api_host="http://x")
+    with pytest.raises(ValidationError, match="service type"):
+        KubernetesContainerManager(service_types={"query": "ExternalName"}, api_host="http://x")
 
 
 def test_entry_point_offers_the_manager() -> None:

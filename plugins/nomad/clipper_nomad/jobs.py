@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from clipper_core import launch
 from clipper_core.models import InputType
 
 from .jobspec import SECOND
@@ -124,11 +125,12 @@ def redis_job(s: JobSettings) -> dict[str, Any]:
 
 def mgmt_job(s: JobSettings, image: str | None, store_url: str) -> dict[str, Any]:
     """The management frontend, one allocation; healthy when /admin/ping answers."""
-    args = ["--store", store_url, "--host", "${NOMAD_IP_http}", "--port", "${NOMAD_PORT_http}"]
-    env = {"CLIPPER_ADMIN_TOKEN": s.admin_token} if s.admin_token else {}
-    config = _python_config(s, image, "clipper_frontends.management", args)
-    task = _task("management", s, config, env)
-    service = _service(s, ROLE_MGMT, "http", "http", "/admin/ping")
+    process = launch.management_process(
+        store_url=store_url, host="${NOMAD_IP_http}", port="${NOMAD_PORT_http}",
+        secrets=launch.ClusterSecrets(admin_token=s.admin_token))
+    task = _task("management", s, _python_config(s, image, process), process.environment())
+    service = _service(s, ROLE_MGMT, "http", "http", process.ready.path if process.ready
+                       else None)
     if s.admin_token:  # /admin/ping is protected too
         service["Checks"][0]["Header"] = {"Authorization": [f"Bearer {s.admin_token}"]}
     group = _group(s, "management", 1, [task], ports=[("http", s.mgmt_port)],
@@ -143,11 +145,11 @@ def query_job(s: JobSettings, image: str | None, store_url: str, cache_size: int
     Two services: ``…-query`` (REST, what clients use) and ``…-query-rpc``
     (the ZeroMQ port model replicas connect to).
     """
-    args = ["--store", store_url, "--host", "${NOMAD_IP_http}", "--port", "${NOMAD_PORT_http}",
-            "--rpc-host", "${NOMAD_IP_rpc}", "--rpc-port", "${NOMAD_PORT_rpc}",
-            "--cache-size", str(cache_size), "--frontend-id", "q${NOMAD_ALLOC_INDEX}"]
-    config = _python_config(s, image, "clipper_frontends.query", args)
-    task = _task("query", s, config, {})
+    process = launch.query_process(
+        store_url=store_url, frontend_id="q${NOMAD_ALLOC_INDEX}", host="${NOMAD_IP_http}",
+        port="${NOMAD_PORT_http}", rpc_host="${NOMAD_IP_rpc}", rpc_port="${NOMAD_PORT_rpc}",
+        cache_size=cache_size)
+    task = _task("query", s, _python_config(s, image, process), process.environment())
     group = _group(s, "query", count, [task],
                    ports=[("http", s.query_port), ("rpc", s.rpc_port)],
                    services=[_service(s, ROLE_QUERY, "http", "http", "/healthz"),
@@ -156,31 +158,30 @@ def query_job(s: JobSettings, image: str | None, store_url: str, cache_size: int
     return _job(s, s.job_id(ROLE_QUERY), ROLE_QUERY, group)
 
 
+def _rpc_targets(s: JobSettings) -> launch.RpcTargets:
+    """Where replicas find the frontends; nomad discovery renders them in a template."""
+    if s.discovery == "consul":
+        return launch.RpcTargets(host=s.dns_name("query-rpc"), port=s.rpc_port)
+    if s.discovery == "static":
+        return launch.RpcTargets(addresses=[f"{s.static_host}:{s.rpc_port}"])
+    return launch.RpcTargets()
+
+
 def model_job(s: JobSettings, name: str, version: str, input_type: InputType, image: str,
               count: int) -> dict[str, Any]:
     """``count`` replicas of name:version, each finding the query frontends'
     RPC port through the configured service discovery."""
-    env = {"CLIPPER_MODEL_NAME": name, "CLIPPER_MODEL_VERSION": version,
-           "CLIPPER_INPUT_TYPE": input_type.label,
-           "CLIPPER_REPLICA_ID": "${NOMAD_SHORT_ALLOC_ID}",
-           "PYTHONUNBUFFERED": "1"}
-    templates: list[dict[str, Any]] = []
-    if s.discovery == "nomad":
-        templates.append(frontends_template(s))
-    elif s.discovery == "consul":
-        env["CLIPPER_IP"] = s.dns_name("query-rpc")
-        env["CLIPPER_PORT"] = str(s.rpc_port)
-    else:
-        env["CLIPPER_FRONTENDS"] = f"{s.static_host}:{s.rpc_port}"
+    process = launch.replica_process(
+        name=name, version=version, input_type=input_type, frontends=_rpc_targets(s),
+        model_path=launch.MODEL_PATH if s.driver == "docker" else image,
+        replica_id="${NOMAD_SHORT_ALLOC_ID}")
     if s.driver == "docker":
-        env["CLIPPER_MODEL_PATH"] = "/model"
         config: dict[str, Any] = {"image": image, "network_mode": "host"}
     else:
-        env["CLIPPER_MODEL_PATH"] = image
-        config = {"command": s.python, "args": ["-m", "clipper_core.runtime"]}
-    task = _task(MODEL_TASK, s, config, env)
-    if templates:
-        task["Templates"] = templates
+        config = {"command": s.python, "args": process.argv()[1:]}
+    task = _task(MODEL_TASK, s, config, process.environment())
+    if s.discovery == "nomad":
+        task["Templates"] = [frontends_template(s)]
     group = _group(s, MODEL_GROUP, count, [task], ports=[], services=[], health="task_states",
                    min_healthy_s=s.model_min_healthy_time_s)
     meta = {META_MODEL: name, META_VERSION: version, META_INPUT_TYPE: input_type.label,
@@ -198,14 +199,14 @@ def frontends_template(s: JobSettings) -> dict[str, Any]:
             "ChangeMode": "restart", "Envvars": True}
 
 
-def _python_config(s: JobSettings, image: str | None, module: str,
-                   args: list[str]) -> dict[str, Any]:
-    """Run ``python -m module args``: in the image (its entrypoint replaced, so
-    any image with Python and clipper-core installed works) or on the host."""
+def _python_config(s: JobSettings, image: str | None,
+                   process: launch.ProcessSpec) -> dict[str, Any]:
+    """Run the process: in the image (its entrypoint replaced, so any image
+    with Python and clipper-core installed works) or on the host."""
     if s.driver == "docker":
         return {"image": image, "network_mode": "host",
-                "entrypoint": ["python3", "-m", module], "args": args}
-    return {"command": s.python, "args": ["-m", module, *args]}
+                "entrypoint": process.entrypoint("python3"), "args": list(process.args)}
+    return {"command": s.python, "args": process.argv()[1:]}
 
 
 def _ns(seconds: float) -> int:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import clipper_core
+from clipper_core import launch
 from clipper_core.errors import (
     BuildError,
     ClipperException,
@@ -32,18 +31,19 @@ from clipper_core.models import InputType, ReplicaStatus, validate_name
 
 from . import jobs
 from .jobs import JobSettings
-from .jobspec import validate_job
+from .waits import AllocationWaits
 
 log = logging.getLogger("clipper.nomad")
 
-DEFAULT_QUERY_IMAGE = f"clipper/query_frontend:{clipper_core.__version__}"
-DEFAULT_MGMT_IMAGE = f"clipper/management_frontend:{clipper_core.__version__}"
+#: The project's own frontend images (built by the clipper-docker plugin).
+DEFAULT_QUERY_IMAGE = launch.DEFAULT_IMAGES.query_frontend
+DEFAULT_MGMT_IMAGE = launch.DEFAULT_IMAGES.management_frontend
 
 _STATUS = {"pending": "pending", "running": "running", "complete": "exited",
            "failed": "failed", "lost": "lost"}
 
 
-class NomadContainerManager:
+class NomadContainerManager(AllocationWaits):
     """Starts and stops a Clipper cluster through Nomad's HTTP API.
 
     :param cluster_name: DNS-1123 label; prefixes every job and service.
@@ -132,128 +132,6 @@ class NomadContainerManager:
         return (f"NomadContainerManager(cluster_name={self.cluster_name!r}, "
                 f"nomad_address={self.nomad_address!r}, driver={self.settings.driver!r}, "
                 f"discovery={self.settings.discovery!r})")
-
-    # ------------------------------------------------------------------
-    # Talking to Nomad
-    # ------------------------------------------------------------------
-    @property
-    def client(self) -> Any:
-        """The python-nomad client, built on first use."""
-        if self._client is None:
-            import nomad
-
-            self._client = nomad.Nomad(address=self.nomad_address, token=self._token,
-                                       region=self.region, namespace=self.namespace,
-                                       timeout=self.request_timeout_s)
-        return self._client
-
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one python-nomad call; its exceptions become clipper-core errors."""
-        import nomad.api.exceptions as nx
-
-        try:
-            return fn(*args, **kwargs)
-        except nx.URLNotFoundNomadException as exc:
-            raise NotFoundError(f"Nomad: {what}: not found ({_body(exc)})",
-                                what=what) from None
-        except nx.URLNotAuthorizedNomadException as exc:
-            raise ContainerError(f"Nomad refused {what}: permission denied ({_body(exc)}); "
-                                 "check the ACL token", what=what) from None
-        except nx.BadRequestNomadException as exc:
-            raise ContainerError(f"Nomad rejected {what}: {_body(exc)}", what=what) from None
-        except (nx.BaseNomadException, nx.TimeoutNomadException) as exc:
-            resp = getattr(exc, "nomad_resp", None)
-            if resp is not None and hasattr(resp, "status_code"):
-                raise ContainerError(f"Nomad failed {what}: HTTP {resp.status_code}: "
-                                     f"{_body(exc)}", what=what) from None
-            raise ContainerError(f"Cannot reach Nomad at {self.nomad_address} ({what}): "
-                                 f"{resp or exc}", what=what) from None
-
-    def _requester(self, endpoint: str) -> Any:
-        """A python-nomad requester for ``/v1/<endpoint>``, sharing the client's
-        settings (address, token, region, namespace, TLS) and HTTP session."""
-        from nomad.api.base import Requester
-
-        if endpoint not in self._requesters:
-            settings = dict(self.client.requester_settings)
-            settings["session"] = self.client.job.session
-            requester = Requester(**settings)
-            requester.ENDPOINT = endpoint
-            self._requesters[endpoint] = requester
-        return self._requesters[endpoint]
-
-    def _request(self, endpoint: str, *path: str, method: str = "get",
-                 params: dict[str, Any] | None = None, json: Any = None) -> Any:
-        """Paths python-nomad has no method for (``/v1/service``, ``/v1/job/x/scale``),
-        sent with python-nomad's own requester and settings."""
-        requester = self._requester(endpoint)
-        params = dict(params or {})
-        if self.namespace and endpoint == "service":
-            params.setdefault("namespace", self.namespace)
-        return self._call(f"{method.upper()} /v1/{endpoint}/{'/'.join(path)}",
-                          requester.request, *path, method=method, params=params,
-                          json=json).json()
-
-    def _register(self, job: dict[str, Any]) -> None:
-        validate_job(job)
-        self._call(f"register job {job['ID']}", self.client.jobs.register_job, {"Job": job})
-
-    def _get_job(self, job_id: str) -> dict[str, Any] | None:
-        try:
-            return self._call(f"get job {job_id}", self.client.job.get_job, job_id)
-        except NotFoundError:
-            return None
-
-    def _allocations(self, job_id: str) -> list[dict[str, Any]]:
-        try:
-            return self._call(f"list allocations of {job_id}",
-                              self.client.job.get_allocations, job_id)
-        except NotFoundError:
-            return []
-
-    def _watch_allocations(self, job_id: str, index: int,
-                           wait_s: float) -> tuple[list[dict[str, Any]], int]:
-        """A blocking query: the job's allocations once Nomad's index passes
-        ``index`` (or after ``wait_s``), and the new index."""
-        requester = self._requester("job")
-        wait = max(0.05, wait_s)
-        try:
-            resp = self._call(f"watch allocations of {job_id}", requester.request, job_id,
-                              "allocations", method="get",
-                              params={"index": index, "wait": f"{int(wait * 1000)}ms"},
-                              timeout=self.request_timeout_s + wait)
-        except NotFoundError:
-            return [], index
-        try:
-            new_index = int(resp.headers.get("X-Nomad-Index", index))
-        except ValueError:
-            new_index = index
-        return resp.json(), new_index
-
-    def _cluster_jobs(self, role: str | None = None) -> list[dict[str, Any]]:
-        """Live (not stopped) jobs of this cluster, optionally of one role."""
-        stubs = self._call("list jobs", self.client.jobs.get_jobs,
-                           prefix=f"clipper-{self.cluster_name}-", meta=True)
-        out = []
-        for stub in stubs:
-            meta = stub.get("Meta")
-            if meta is None:  # Nomad before 1.6 has no Meta in job stubs
-                job = self._get_job(stub["ID"])
-                meta = (job or {}).get("Meta") or {}
-            if meta.get(jobs.META_CLUSTER) != self.cluster_name or stub.get("Stop"):
-                continue
-            if role is None or meta.get(jobs.META_ROLE) == role:
-                out.append({**stub, "Meta": meta})
-        return out
-
-    def _service_addrs(self, service: str) -> list[str]:
-        entries = self._request("service", service)
-        return [f"{e['Address']}:{e['Port']}" for e in entries or ()]
-
-    def _say(self, message: str) -> None:
-        log.info("%s", message)
-        if self._progress is not None:
-            self._progress(message)
 
     # ------------------------------------------------------------------
     # Addresses
@@ -352,71 +230,14 @@ class NomadContainerManager:
         self.get_query_addr()
         self.get_admin_addr()
 
-    def _wait(self, job_id: str, count: int, deadline: float, *, healthy: bool,
-              error: type[ContainerError]) -> None:
-        """Wait until ``count`` live allocations of ``job_id`` run (and are
-        healthy) and no more than ``count`` remain; raise ``error`` naming a
-        failed allocation and its task events, or the laggards at the deadline.
-        Uses blocking queries, so it wakes up as soon as Nomad's state changes."""
-        last, index = "", 0
-        while True:
-            allocs, index = self._watch_allocations(
-                job_id, index, min(2.0, max(0.0, deadline - time.monotonic())))
-            live = [a for a in allocs if a.get("DesiredStatus") == "run"]
-            for alloc in live:
-                deploy = alloc.get("DeploymentStatus") or {}
-                if alloc.get("ClientStatus") in ("failed", "lost") or deploy.get("Healthy") is False:
-                    raise error(f"Job {job_id}: {self._describe(alloc)}", job=job_id,
-                                allocation=alloc["ID"])
-            ready = [a for a in live if a.get("ClientStatus") == "running"
-                     and (not healthy or (a.get("DeploymentStatus") or {}).get("Healthy"))]
-            summary = (f"{job_id}: {len(ready)}/{count} allocation(s) "
-                       f"{'healthy' if healthy else 'running'}")
-            if summary != last:
-                self._say(summary)
-                last = summary
-            if len(ready) >= count and len(live) == count:
-                return
-            if time.monotonic() > deadline:
-                laggards = [a for a in live if a not in ready] or live
-                detail = "; ".join(self._describe(a) for a in laggards[:3]) or \
-                    "no allocation was placed"
-                raise error(f"Timed out waiting for job {job_id} ({summary}): {detail}",
-                            job=job_id)
-
-    def _describe(self, alloc: dict[str, Any]) -> str:
-        """``allocation <id> (<name>) is <status>: task <t>: <events>; stderr: <tail>``."""
-        parts = [f"allocation {alloc['ID']} ({alloc.get('Name')}) is "
-                 f"{alloc.get('ClientStatus')}"]
-        deploy = alloc.get("DeploymentStatus") or {}
-        if deploy.get("Healthy") is False:
-            parts[0] += " and unhealthy (health checks did not pass in time)"
-        for task, state in sorted((alloc.get("TaskStates") or {}).items()):
-            events = [f"{e.get('Type')}: {e.get('DisplayMessage') or e.get('DriverError') or ''}"
-                      .rstrip(": ") for e in (state.get("Events") or [])[-6:]]
-            line = f"task {task!r} {state.get('State')} (restarts {state.get('Restarts', 0)})" \
-                   f" events: {' | '.join(events)}"
-            tail = self._log_tail(alloc["ID"], task)
-            if tail:
-                line += f"; stderr: {tail}"
-            parts.append(line)
-        return "; ".join(parts)
-
-    def _log_tail(self, alloc_id: str, task: str, limit: int = 400) -> str:
-        try:
-            text = self._call("read logs", self.client.client.stream_logs.stream, alloc_id,
-                              task, "stderr", plain=True, origin="end", offset=limit)
-        except ClipperException:
-            return ""
-        return " / ".join(line for line in str(text).strip().splitlines()[-4:])
-
     # ------------------------------------------------------------------
     # Models
     # ------------------------------------------------------------------
     def build_model(self, name: str, version: str, model_data_path: str, base_image: str,
                     container_registry: str | None = None,
                     pkgs_to_install: list[str] | None = None) -> str:
-        """docker driver: build (and push) the image with the ``docker`` plugin.
+        """docker driver: build (and push) the image with the ``docker`` model
+        registry, found by name (:func:`clipper_core.launch.get_image_builder`).
         raw_exec driver: copy the model directory to ``build_dir/<name>/<version>``
         and return that path (no package installs: use the docker driver)."""
         name = validate_name("model name", name)
@@ -426,14 +247,7 @@ class NomadContainerManager:
             raise BuildError(f"Model directory {model_data_path!r} does not exist",
                              path=model_data_path)
         if self.settings.driver == "docker":
-            from clipper_core.errors import PluginError
-            from clipper_core.plugins import get_container_manager
-
-            try:
-                builder = get_container_manager("docker")
-            except PluginError as exc:
-                raise BuildError(f"Building images for the Nomad docker driver needs the "
-                                 f"clipper-docker plugin: {exc}") from None
+            builder = launch.get_image_builder("docker", container_registry=container_registry)
             return builder.build_model(name, version, model_data_path, base_image,
                                        container_registry, pkgs_to_install)
         if pkgs_to_install:
@@ -456,6 +270,15 @@ class NomadContainerManager:
         self._register(job)
         self._wait(job["ID"], num_replicas, time.monotonic() + self.deploy_timeout_s,
                    healthy=True, error=ContainerError)
+        self._wait_connected(name, version, num_replicas)
+
+    def _wait_connected(self, name: str, version: str, count: int) -> None:
+        """Until the management frontend reports ``count`` connected replicas."""
+        if count:
+            launch.wait_for_replicas(
+                launch.admin_replicas(self.get_admin_addr, self.admin_token),
+                launch.ReplicaWait(name=str(name), version=str(version), count=count),
+                timeout=self.deploy_timeout_s, interval=0.2)
 
     def _model_job(self, name: str, version: str, input_type: InputType | str, image: str,
                    count: int) -> dict[str, Any]:
@@ -492,6 +315,7 @@ class NomadContainerManager:
         self._say(f"Scaling {job['ID']} to {num_replicas}")
         self._wait(job["ID"], num_replicas, time.monotonic() + self.deploy_timeout_s,
                    healthy=True, error=ContainerError)
+        self._wait_connected(name, version, num_replicas)
 
     def list_replicas(self) -> list[ReplicaStatus]:
         """One entry per live allocation of every model job of the cluster."""
@@ -515,28 +339,6 @@ class NomadContainerManager:
     # ------------------------------------------------------------------
     # Logs and stopping
     # ------------------------------------------------------------------
-    def get_logs(self, logging_dir: str) -> list[str]:
-        """Write ``<allocation name>-<short id>.<task>.log`` (stdout then stderr)
-        for every allocation of the cluster; return the paths."""
-        out_dir = Path(logging_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for job in self._cluster_jobs():
-            for alloc in self._allocations(job["ID"]):
-                for task in sorted(alloc.get("TaskStates") or {}):
-                    streams = []
-                    for kind in ("stdout", "stderr"):
-                        text = self._call(f"read {kind} of {alloc['ID']}",
-                                          self.client.client.stream_logs.stream,
-                                          alloc["ID"], task, kind, plain=True)
-                        streams.append(f"==> {kind} <==\n{text}")
-                    fname = re.sub(r"[^A-Za-z0-9_.-]+", "_",
-                                   f"{alloc['Name']}-{alloc['ID'][:8]}.{task}.log")
-                    path = out_dir / fname
-                    path.write_text("\n".join(streams))
-                    paths.append(str(path))
-        return paths
-
     def _stop_jobs(self, job_ids: list[str], timeout: float = 60.0) -> None:
         """Deregister, wait until the allocations are terminal, then purge."""
         stopped = []
@@ -577,8 +379,3 @@ class NomadContainerManager:
                        key=lambda j: order.get(j["Meta"].get(jobs.META_ROLE), 4))
         self._stop_jobs([j["ID"] for j in found], timeout=60.0 if graceful else 0.0)
 
-
-def _body(exc: Exception) -> str:
-    resp = getattr(exc, "nomad_resp", None)
-    text = getattr(resp, "text", None)
-    return (text if isinstance(text, str) else str(resp or exc)).strip()

@@ -1,6 +1,6 @@
 """Helpers of the nomad plugin's tests: the fake Nomad agent and fast manager options.
 
-The fake (``tests/fakes/nomad_api.py`` at the repository root) serves Nomad's
+The fake (:class:`clipper_nomad.testing.FakeNomad`) serves Nomad's
 HTTP API and runs every allocation as a local process, so these tests need
 ``redis-server`` on PATH (the cluster's Redis runs as a fake allocation).
 """
@@ -11,12 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
-if str(ROOT / "tests") not in sys.path:
-    sys.path.insert(0, str(ROOT / "tests"))
-
-from fakes.nomad_api import FakeNomad  # noqa: E402
-from fakes.process_pods import ImageSpec, ImageTable  # noqa: E402
+from clipper_nomad.testing import FakeNomad, ImageSpec, ImageTable
 
 __all__ = ["FakeNomad", "ImageSpec", "ImageTable", "fast_options"]
 

@@ -31,7 +31,7 @@ uses, with real controllers in miniature:
   (foreground or background), writes ``status`` and ``ScalingReplicaSet``
   events.  There are no ReplicaSet objects.
 - **Kubelet**: each pod container runs as a local process
-  (:mod:`tests.fakes.process_pods`).  The image table the test provides says
+  (:mod:`clipper_core.testing.process_pods`).  The image table the test provides says
   what an image is; an unknown image never pulls (``ErrImagePull`` then
   ``ImagePullBackOff``, with ``Failed`` events).  ``python`` in a command is
   this interpreter.  Each declared container port gets its own local port
@@ -83,7 +83,7 @@ from typing import Any
 
 import attrs
 
-from .process_pods import (
+from clipper_core.testing.process_pods import (
     ContainerProcess,
     ImageSpec,
     ImageTable,

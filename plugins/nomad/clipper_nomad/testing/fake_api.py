@@ -58,9 +58,16 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
-from clipper_nomad.jobspec import SECOND, job_problems
 
-from .process_pods import ImageSpec, ImageTable, allocate_port, http_probe, local_argv, tcp_probe
+from clipper_core.testing.process_pods import (
+    ImageSpec,
+    ImageTable,
+    allocate_port,
+    http_probe,
+    local_argv,
+    tcp_probe,
+)
+from clipper_nomad.jobspec import SECOND, job_problems
 
 NODE_ID = "f0a2e5c4-1d1e-4a63-9c3e-000000000001"
 NODE_NAME = "fake-node-1"
