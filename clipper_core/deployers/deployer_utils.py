@@ -49,7 +49,8 @@ def serialize_object(obj: Any) -> bytes:
     """``obj`` pickled by value with cloudpickle (Clipper's name)."""
     import cloudpickle
 
-    return cloudpickle.dumps(obj)
+    data: bytes = cloudpickle.dumps(obj)
+    return data
 
 
 def require(module: str, framework: str, pip_name: str) -> Any:
@@ -83,7 +84,7 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any] | None:
     return data
 
 
-def load_framework_model(model_dir: str | Path) -> Callable[[list], list]:
+def load_framework_model(model_dir: str | Path) -> Callable[[list[Any]], list[Any]]:
     """The predict function of a framework model directory: the user's function
     with the loaded model bound as its leading argument(s).
 

@@ -37,7 +37,7 @@ def serialize_function(func: Callable[..., Any]) -> bytes:
 
     label = getattr(func, "__qualname__", repr(func))
     try:
-        data = cloudpickle.dumps(func)
+        data: bytes = cloudpickle.dumps(func)
         cloudpickle.loads(data)
     except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to fix
         raise ClipperException(
