@@ -273,8 +273,8 @@ def test_host_networking_external_redis_and_two_query_frontends(
 def test_stop_all_removes_containers_network_and_volumes(make_manager: Callable[..., Any],
                                                          docker_client: Any,
                                                          docker_model_image: str) -> None:
-    name = unique("stop")
-    conn = ClipperConnection(make_manager(name))
+    name = unique("stop")  # a network of its own: the cluster creates it, so it removes it
+    conn = ClipperConnection(make_manager(name, docker_network=lb.network_name(name)))
     conn.start_clipper()
     try:
         conn.deploy_model("m", "1", "doubles", docker_model_image, num_replicas=2)
