@@ -1,20 +1,33 @@
 /*
- * ratedrive: an open-loop, constant-rate HTTP/1.1 load generator (the idea
- * of wrk2), for the overload scenario of bench/run.py.
+ * ratedrive: an HTTP/1.1 load generator that counts goodput exactly, for
+ * bench/run.py: open loop at a constant rate (the idea of wrk2) for the
+ * overload points, or closed loop (each connection sends its next request
+ * as soon as the last one is answered, like wrk) for the goodput sweep.
  *
- * Each of C keep-alive connections owns an evenly spaced share of the
- * schedule (request k of connection j is due at start + (k*C + j) / rate).
- * Latency is measured from the time a request was DUE, not from when it was
- * sent, so a server that falls behind is charged for the queueing it causes
- * (no coordinated omission).  Bodies are prefix + counter + tail + suffix as
- * in bench/wrk/post.lua, so every request is distinct.
+ * Open loop (RATE > 0): each of C keep-alive connections owns an evenly
+ * spaced share of the schedule (request k of connection j is due at
+ * start + (k*C + j) / rate).  Latency is measured from the time a request
+ * was DUE, not from when it was sent, so a server that falls behind is
+ * charged for the queueing it causes (no coordinated omission).  Requests
+ * in flight 2 s after the schedule ends, and those never sent, are
+ * "unfinished".
+ * Closed loop (RATE = 0): latency from the send; the run stops at SECONDS,
+ * and requests in flight then are "unfinished" (not errors).
+ *
+ * Bodies are prefix + counter + tail + suffix as in bench/wrk/post.lua, so
+ * every request is distinct.  Every 2xx body is scanned for its "default"
+ * keys (one per prediction: input_batch answers carry several): a
+ * prediction is real when "default" is false (or when the body has no such
+ * key: a server with no notion of defaults), and goodput when it is real
+ * and its response came within SLO_MS.
  *
  * Usage: ratedrive HOST PORT PATH RATE SECONDS CONNS WIDTH OFFSET SLO_MS
  *                  [PREFIX SUFFIX]
- * Prints one JSON object: scheduled, sent, completed, status_errors,
- * socket_errors, unfinished, defaults (responses containing "default":true),
- * within_slo (completed, 2xx, latency <= SLO_MS), latency percentiles (ms),
- * and per-second completions.
+ * Prints one JSON object: mode, scheduled, sent, completed (responses),
+ * status_errors (non-2xx), socket_errors, unfinished, predictions, real,
+ * defaults, good (real within SLO_MS), within_slo (predictions within
+ * SLO_MS, defaults included), latency percentiles of every response (ms),
+ * and per_second / good_per_second (responses and goodput per second).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -28,11 +41,13 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_SAMPLES 4000000
+#define MAX_SECONDS 3600
 #define RBUF 65536
 
 typedef struct {
@@ -58,17 +73,18 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static const char *host, *path, *prefix = "{\"input\":[", *suffix = "]}";
-static int port, width, conns;
-static double rate, seconds, slo_ms, start;
+static int port, width, conns, closed_loop;
+static double rate, seconds, slo_ms, start, end;
 static long counter;
 static char tail[65536];
 static int epfd;
 static struct sockaddr_in addr;
 
-static long scheduled, sent, completed, status_errors, socket_errors, defaults, within;
+static long scheduled, sent, completed, status_errors, socket_errors;
+static long predictions, real, defaults, good, within;
 static double *lat;
 static long nlat;
-static long per_second[3600];
+static long per_second[MAX_SECONDS], good_per_second[MAX_SECONDS];
 
 static int open_conn(conn_t *c) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -127,7 +143,68 @@ static void try_write(conn_t *c) {
     }
 }
 
-/* Returns 1 when a whole response was consumed. */
+/* Sends the request due at c->due on connection c. */
+static void send_request(conn_t *c) {
+    build_request(c);
+    c->busy = 1;
+    scheduled++;
+    sent++;
+    try_write(c);
+}
+
+/* Closed loop: a free connection sends its next request at once. */
+static void start_if_free(conn_t *c, double t) {
+    if (closed_loop && !c->busy && c->fd >= 0 && t < end) {
+        c->due = t;
+        send_request(c);
+    }
+}
+
+/* The "default" keys of a JSON body: how many are true and how many false.
+ * "default_explanation" and the like do not match (the closing quote). */
+static void count_defaults(const char *body, size_t len, long *t, long *f) {
+    const char *p = body, *stop = body + len;
+    *t = *f = 0;
+    while (p < stop) {
+        const char *q = memmem(p, stop - p, "\"default\"", 9);
+        if (!q) return;
+        q += 9;
+        while (q < stop && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')) q++;
+        if (q < stop && *q == ':') {
+            q++;
+            while (q < stop && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')) q++;
+            if (q < stop && *q == 't') (*t)++;
+            else if (q < stop && *q == 'f') (*f)++;
+        }
+        p = q;
+    }
+}
+
+static void count_response(int status, const char *body, size_t len, double t, double ms) {
+    long sec = (long)(t - start);
+    int in_run = sec >= 0 && sec < MAX_SECONDS;
+    completed++;
+    if (in_run) per_second[sec]++;
+    if (nlat < MAX_SAMPLES) lat[nlat++] = ms;
+    if (status < 200 || status >= 300) {
+        status_errors++;
+        return;
+    }
+    long nt, nf;
+    count_defaults(body, len, &nt, &nf);
+    if (nt + nf == 0) nf = 1; /* no notion of defaults: one real answer */
+    predictions += nt + nf;
+    real += nf;
+    defaults += nt;
+    if (ms <= slo_ms) {
+        within += nt + nf;
+        good += nf;
+        if (in_run) good_per_second[sec] += nf;
+    }
+}
+
+/* Returns 1 when a whole response was consumed, 0 when more is needed, -1
+ * when the response has no Content-Length (not supported). */
 static int try_parse(conn_t *c) {
     char *hdr_end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
     if (!hdr_end) return 0;
@@ -139,21 +216,11 @@ static int try_parse(conn_t *c) {
             break;
         }
     }
-    if (clen < 0) return -1; /* chunked or close-delimited: not supported */
+    if (clen < 0) return -1;
     if (c->in_len < hlen + (size_t)clen) return 0;
-    int status = atoi(c->in + 9);
     double t = now_s();
-    double ms = (t - c->due) * 1000.0;
-    completed++;
-    long sec = (long)(t - start);
-    if (sec >= 0 && sec < 3600) per_second[sec]++;
-    if (status < 200 || status >= 300) {
-        status_errors++;
-    } else {
-        if (memmem(c->in + hlen, clen, "\"default\":true", 14)) defaults++;
-        if (ms <= slo_ms) within++;
-    }
-    if (nlat < MAX_SAMPLES) lat[nlat++] = ms;
+    if (!closed_loop || t < end)  /* closed loop: what comes after the end is not counted */
+        count_response(atoi(c->in + 9), c->in + hlen, clen, t, (t - c->due) * 1000.0);
     size_t used = hlen + clen;
     memmove(c->in, c->in + used, c->in_len - used);
     c->in_len -= used;
@@ -162,10 +229,111 @@ static int try_parse(conn_t *c) {
     return 1;
 }
 
+static void on_event(conn_t *c, uint32_t events) {
+    if (c->fd < 0) return;
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        reset_conn(c);
+        return;
+    }
+    if ((events & EPOLLOUT) && c->busy) try_write(c);
+    if (!(events & EPOLLIN)) return;
+    for (;;) { /* edge-triggered: read until EAGAIN */
+        ssize_t r = read(c->fd, c->in + c->in_len, RBUF - c->in_len);
+        if (r < 0 && errno == EAGAIN) break;
+        if (r <= 0) {
+            reset_conn(c);
+            break;
+        }
+        c->in_len += r;
+        int p = 0;
+        while (c->in_len && (p = try_parse(c)) == 1) {}
+        if (p < 0) {
+            reset_conn(c);
+            break;
+        }
+    }
+}
+
+/* Open loop: sends every request now due; returns when the next one is due
+ * and counts the connections busy in *busy. */
+static double send_due(conn_t *cs, double t, double next, int *busy) {
+    *busy = 0;
+    for (int j = 0; j < conns; j++) {
+        conn_t *c = &cs[j];
+        /* connection j's requests are due at start + (k*C + j)/rate */
+        if (c->busy) {
+            (*busy)++;
+            continue;
+        }
+        c->due = start + (c->k * (double)conns + j) / rate;
+        if (c->due >= end) continue;
+        if (c->due <= t && c->fd >= 0) {
+            send_request(c);
+            (*busy)++;
+        } else if (c->due < next) {
+            next = c->due;
+        }
+    }
+    return next;
+}
+
+/* Open loop: requests due before the end but never sent (the server was too
+ * slow to free their connection) count as scheduled and unfinished. */
+static long open_unfinished(conn_t *cs) {
+    long unfinished = 0;
+    for (int j = 0; j < conns; j++) {
+        conn_t *c = &cs[j];
+        if (c->busy) unfinished++;
+        long due_total = 0;
+        /* every k with start + (k*C + j)/rate < end was due */
+        double kmax = ((end - start) * rate - j) / conns;
+        if (kmax > 0) due_total = (long)kmax + (((long)kmax < kmax) ? 1 : 0);
+        if (due_total > c->k + c->busy) {
+            long never = due_total - c->k - c->busy;
+            unfinished += never;
+            scheduled += never;
+        }
+    }
+    return unfinished;
+}
+
+static void print_result(long unfinished) {
+    qsort(lat, nlat, sizeof(double), cmp_double);
+#define PCT(p) (nlat ? lat[(long)((nlat - 1) * (p))] : 0.0)
+    printf("{\"mode\":\"%s\",\"rate\":%.1f,\"seconds\":%.3f,\"connections\":%d,"
+           "\"slo_ms\":%.1f,\"scheduled\":%ld,\"sent\":%ld,\"completed\":%ld,"
+           "\"status_errors\":%ld,\"socket_errors\":%ld,\"unfinished\":%ld,"
+           "\"predictions\":%ld,\"real\":%ld,\"defaults\":%ld,\"good\":%ld,\"within_slo\":%ld,"
+           "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,",
+           closed_loop ? "closed" : "open", rate, end - start, conns, slo_ms, scheduled, sent,
+           completed, status_errors, socket_errors, unfinished, predictions, real, defaults,
+           good, within, PCT(0.5), PCT(0.9), PCT(0.99), nlat ? lat[nlat - 1] : 0.0);
+    int last = (int)(end - start + (closed_loop ? 0 : 2));
+    const long *series[2] = {per_second, good_per_second};
+    const char *names[2] = {"per_second", "good_per_second"};
+    for (int k = 0; k < 2; k++) {
+        printf("%s\"%s\":[", k ? "," : "", names[k]);
+        for (int s = 0; s <= last && s < MAX_SECONDS; s++)
+            printf("%s%ld", s ? "," : "", series[k][s]);
+        printf("]");
+    }
+    printf("}\n");
+}
+
+/* As many descriptors as the hard limit allows: 1,024 connections do not
+ * fit under the usual soft limit of 1,024. */
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 10) {
         fprintf(stderr, "usage: %s HOST PORT PATH RATE SECONDS CONNS WIDTH OFFSET SLO_MS "
-                        "[PREFIX SUFFIX]\n", argv[0]);
+                        "[PREFIX SUFFIX]\n  RATE 0: closed loop\n", argv[0]);
         return 2;
     }
     host = argv[1];
@@ -181,6 +349,12 @@ int main(int argc, char **argv) {
         prefix = argv[10];
         suffix = argv[11];
     }
+    closed_loop = rate <= 0;
+    if (conns < 1 || seconds <= 0) {
+        fprintf(stderr, "CONNS and SECONDS must be positive\n");
+        return 2;
+    }
+    raise_fd_limit();
     size_t off = 0;
     for (int i = 2; i <= width && off < sizeof tail - 16; i++)
         off += snprintf(tail + off, sizeof tail - off, ",%.4f", ((i * 7919) % 1000) / 1000.0);
@@ -193,37 +367,30 @@ int main(int argc, char **argv) {
     for (int j = 0; j < conns; j++) {
         cs[j].fd = -1;
         if (open_conn(&cs[j]) < 0) {
-            fprintf(stderr, "cannot connect\n");
+            fprintf(stderr, "cannot open connection %d: %s\n", j, strerror(errno));
             return 1;
         }
     }
     start = now_s() + 0.05;
-    double end = start + seconds, drain = end + 2.0;
-    for (int j = 0; j < conns; j++) cs[j].due = start + (double)j / rate;
+    end = start + seconds;
+    double drain = closed_loop ? end : end + 2.0, next_scan = start;
     struct epoll_event evs[1024];
     for (;;) {
-        double t = now_s();
+        double t = now_s(), next = drain;
         if (t >= drain) break;
-        double next = drain;
-        int busy = 0;
-        for (int j = 0; j < conns; j++) {
-            conn_t *c = &cs[j];
-            /* connection j's requests are due at start + (k*C + j)/rate */
-            if (c->busy) { busy++; continue; }
-            c->due = start + (c->k * (double)conns + j) / rate;
-            if (c->due >= end) continue;
-            if (c->due <= t && c->fd >= 0) {
-                build_request(c);
-                c->busy = 1;
-                scheduled++;
-                sent++;
-                try_write(c);
-                busy++;
-            } else if (c->due < next) {
-                next = c->due;
+        if (closed_loop) {
+            /* every free connection sends; after a response it sends at once
+             * (on_event), so this sweep only catches reconnected ones */
+            if (t >= start && t >= next_scan) {
+                for (int j = 0; j < conns; j++) start_if_free(&cs[j], t);
+                next_scan = t + 0.05;
             }
+            next = t < start ? start : (next_scan < end ? next_scan : end);
+        } else {
+            int busy;
+            next = send_due(cs, t, next, &busy);
+            if (t >= end && busy == 0) break;
         }
-        if (t >= end && busy == 0) break;
         /* Sleep until the next request is due, to the microsecond: at
          * thousands of requests per second a millisecond timeout is always
          * 0, and a generator that spins takes a core from the server it is
@@ -237,49 +404,19 @@ int main(int argc, char **argv) {
         if (n < 0) n = 0;
         for (int i = 0; i < n; i++) {
             conn_t *c = evs[i].data.ptr;
-            if (c->fd < 0) continue;
-            if (evs[i].events & (EPOLLERR | EPOLLHUP)) { reset_conn(c); continue; }
-            if ((evs[i].events & EPOLLOUT) && c->busy) try_write(c);
-            if (evs[i].events & EPOLLIN) {
-                for (;;) {  /* edge-triggered: read until EAGAIN */
-                    ssize_t r = read(c->fd, c->in + c->in_len, RBUF - c->in_len);
-                    if (r < 0 && errno == EAGAIN) break;
-                    if (r <= 0) { reset_conn(c); break; }
-                    c->in_len += r;
-                    int p = 0;
-                    while (c->in_len && (p = try_parse(c)) == 1) {}
-                    if (p < 0) { reset_conn(c); break; }
-                }
+            on_event(c, evs[i].events);
+            if (closed_loop && !c->busy) {
+                double t2 = now_s();
+                if (t2 >= start) start_if_free(c, t2);
             }
         }
     }
-    /* Requests that were due before the end but never sent (the server was
-     * too slow to free their connection) count as scheduled and unfinished. */
     long unfinished = 0;
-    for (int j = 0; j < conns; j++) {
-        conn_t *c = &cs[j];
-        if (c->busy) unfinished++;
-        long due_total = 0;
-        /* every k with start + (k*C + j)/rate < end was due */
-        double kmax = ((end - start) * rate - j) / conns;
-        if (kmax > 0) due_total = (long)kmax + (((long)kmax < kmax) ? 1 : 0);
-        if (due_total > c->k + c->busy) {
-            long never = due_total - c->k - c->busy;
-            unfinished += never;
-            scheduled += never;
-        }
+    if (closed_loop) {
+        for (int j = 0; j < conns; j++) unfinished += cs[j].busy;
+    } else {
+        unfinished = open_unfinished(cs);
     }
-    qsort(lat, nlat, sizeof(double), cmp_double);
-#define PCT(p) (nlat ? lat[(long)((nlat - 1) * (p))] : 0.0)
-    printf("{\"rate\":%.1f,\"seconds\":%.1f,\"connections\":%d,\"slo_ms\":%.1f,"
-           "\"scheduled\":%ld,\"sent\":%ld,\"completed\":%ld,\"status_errors\":%ld,"
-           "\"socket_errors\":%ld,\"unfinished\":%ld,\"defaults\":%ld,\"within_slo\":%ld,"
-           "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"per_second\":[",
-           rate, seconds, conns, slo_ms, scheduled, sent, completed, status_errors,
-           socket_errors, unfinished, defaults, within, PCT(0.5), PCT(0.9), PCT(0.99),
-           nlat ? lat[nlat - 1] : 0.0);
-    int last = (int)(seconds + 2);
-    for (int s = 0; s <= last && s < 3600; s++) printf("%s%ld", s ? "," : "", per_second[s]);
-    printf("]}\n");
+    print_result(unfinished);
     return 0;
 }
