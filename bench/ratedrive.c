@@ -52,6 +52,7 @@
 
 typedef struct {
     int fd;
+    int idx;             /* j: this connection's place in the schedule */
     int busy;            /* a request is in flight */
     long k;              /* index of the next request of this connection */
     double due;          /* when the request in flight (or the next) is due */
@@ -80,7 +81,7 @@ static char tail[65536];
 static int epfd;
 static struct sockaddr_in addr;
 
-static long scheduled, sent, completed, status_errors, socket_errors;
+static long scheduled, sent, completed, status_errors, socket_errors, inflight;
 static long predictions, real, defaults, good, within;
 static double *lat;
 static long nlat;
@@ -112,6 +113,7 @@ static void reset_conn(conn_t *c) {
     c->fd = -1;
     if (c->busy) {
         socket_errors++;
+        inflight--;
         c->busy = 0;
         c->k++;
     }
@@ -147,15 +149,20 @@ static void try_write(conn_t *c) {
 static void send_request(conn_t *c) {
     build_request(c);
     c->busy = 1;
+    inflight++;
     scheduled++;
     sent++;
     try_write(c);
 }
 
-/* Closed loop: a free connection sends its next request at once. */
+/* A free connection sends its next request if it is due: in the closed
+ * loop at once, in the open loop when its slot in the schedule has come
+ * (request k of connection j is due at start + (k*C + j)/rate). */
 static void start_if_free(conn_t *c, double t) {
-    if (closed_loop && !c->busy && c->fd >= 0 && t < end) {
-        c->due = t;
+    if (c->busy || c->fd < 0 || t < start) return;
+    double due = closed_loop ? t : start + (c->k * (double)conns + c->idx) / rate;
+    if (due < end && due <= t) {
+        c->due = due;
         send_request(c);
     }
 }
@@ -225,6 +232,7 @@ static int try_parse(conn_t *c) {
     memmove(c->in, c->in + used, c->in_len - used);
     c->in_len -= used;
     c->busy = 0;
+    inflight--;
     c->k++;
     return 1;
 }
@@ -254,27 +262,19 @@ static void on_event(conn_t *c, uint32_t events) {
     }
 }
 
-/* Open loop: sends every request now due; returns when the next one is due
- * and counts the connections busy in *busy. */
-static double send_due(conn_t *cs, double t, double next, int *busy) {
-    *busy = 0;
-    for (int j = 0; j < conns; j++) {
-        conn_t *c = &cs[j];
-        /* connection j's requests are due at start + (k*C + j)/rate */
-        if (c->busy) {
-            (*busy)++;
-            continue;
-        }
-        c->due = start + (c->k * (double)conns + j) / rate;
-        if (c->due >= end) continue;
-        if (c->due <= t && c->fd >= 0) {
-            send_request(c);
-            (*busy)++;
-        } else if (c->due < next) {
-            next = c->due;
-        }
+/* Open loop: walks the schedule up to now (request i is due at
+ * start + i/rate, on connection i % C); a connection still busy with an
+ * earlier request sends this one when it is free (on_event).  Returns the
+ * time the next request is due. */
+static double send_due(conn_t *cs, double t) {
+    static long next_i;
+    for (;;) {
+        double due = start + next_i / rate;
+        if (due >= end) return end;
+        if (due > t) return due;
+        start_if_free(&cs[next_i % conns], t);
+        next_i++;
     }
-    return next;
 }
 
 /* Open loop: requests due before the end but never sent (the server was too
@@ -366,6 +366,7 @@ int main(int argc, char **argv) {
     conn_t *cs = calloc(conns, sizeof(conn_t));
     for (int j = 0; j < conns; j++) {
         cs[j].fd = -1;
+        cs[j].idx = j;
         if (open_conn(&cs[j]) < 0) {
             fprintf(stderr, "cannot open connection %d: %s\n", j, strerror(errno));
             return 1;
@@ -387,9 +388,9 @@ int main(int argc, char **argv) {
             }
             next = t < start ? start : (next_scan < end ? next_scan : end);
         } else {
-            int busy;
-            next = send_due(cs, t, next, &busy);
-            if (t >= end && busy == 0) break;
+            if (t >= end && inflight == 0) break;
+            next = t < start ? start : send_due(cs, t);
+            if (next >= end) next = drain;
         }
         /* Sleep until the next request is due, to the microsecond: at
          * thousands of requests per second a millisecond timeout is always
@@ -405,10 +406,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             conn_t *c = evs[i].data.ptr;
             on_event(c, evs[i].events);
-            if (closed_loop && !c->busy) {
-                double t2 = now_s();
-                if (t2 >= start) start_if_free(c, t2);
-            }
+            if (!c->busy) start_if_free(c, now_s());
         }
     }
     long unfinished = 0;
