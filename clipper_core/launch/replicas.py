@@ -46,15 +46,15 @@ def admin_replicas(admin_addr: str | Callable[[], str], token: str | None = None
 
     ``admin_addr`` is ``host:port[/path]`` or a function returning it (asked
     on each read, so a manager may resolve it lazily).  A frontend that does
-    not answer reads as no records.
+    not answer (or an address that cannot be resolved) reads as no records.
     """
 
     def read() -> list[Replica]:
         import httpx
 
-        addr = admin_addr() if callable(admin_addr) else admin_addr
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
+            addr = admin_addr() if callable(admin_addr) else admin_addr
             resp = httpx.post(f"http://{addr}/admin/get_all_containers", json={"verbose": True},
                               headers=headers, timeout=timeout)
             data = resp.json() if resp.status_code == 200 else []

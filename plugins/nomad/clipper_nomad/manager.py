@@ -273,10 +273,15 @@ class NomadContainerManager(AllocationWaits):
         self._wait_connected(name, version, num_replicas)
 
     def _wait_connected(self, name: str, version: str, count: int) -> None:
-        """Until the management frontend reports ``count`` connected replicas."""
+        """Until the management frontend reports ``count`` connected replicas
+        (no wait without a management frontend: replicas keep trying)."""
+        try:
+            admin = self.get_admin_addr()
+        except ContainerError:
+            return
         if count:
             launch.wait_for_replicas(
-                launch.admin_replicas(self.get_admin_addr, self.admin_token),
+                launch.admin_replicas(admin, self.admin_token),
                 launch.ReplicaWait(name=str(name), version=str(version), count=count),
                 timeout=self.deploy_timeout_s, interval=0.2)
 
