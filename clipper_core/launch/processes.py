@@ -54,6 +54,14 @@ ADMIN_TOKEN_ENV = "CLIPPER_ADMIN_TOKEN"
 Port = int | str
 
 
+def _env_map(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
+def _port_map(value: Mapping[str, Port]) -> dict[str, Port]:
+    return dict(value)
+
+
 @attrs.frozen(kw_only=True)
 class Secret:
     """One secret value and how a program receives it.
@@ -123,9 +131,9 @@ class ProcessSpec:
     role: str
     module: str
     args: tuple[str, ...] = ()
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env_map)
     secrets: tuple[Secret, ...] = ()
-    ports: Mapping[str, Port] = attrs.field(factory=dict, converter=dict)
+    ports: Mapping[str, Port] = attrs.field(factory=dict, converter=_port_map)
     ready: ReadyCheck | None = None
 
     def argv(self, python: str = "python") -> list[str]:

@@ -71,6 +71,14 @@ def admin_replicas(admin_addr: str | Callable[[], str], token: str | None = None
     return read
 
 
+def _names(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _ids(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 @attrs.frozen(kw_only=True)
 class ReplicaWait:
     """What :func:`wait_for_replicas` waits for.
@@ -87,9 +95,8 @@ class ReplicaWait:
     name: str
     version: str
     count: int = 0
-    replica_ids: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
-    frontends: tuple[str, ...] | None = attrs.field(
-        default=None, converter=lambda v: None if v is None else tuple(v))
+    replica_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_ids)
+    frontends: tuple[str, ...] | None = attrs.field(default=None, converter=_names)
 
     def seen(self, records: Iterable[Replica]) -> dict[str, set[str]]:
         """frontend id (``""`` for all together) -> connected replica ids of
