@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['ratio_b_over_a'] or 0:>7.3f}{ap:>9.1f}{bp:>9.1f}")
         return 0
     finally:
-        for side, tree in trees.items():
+        for tree in trees.values():
             if tree != ROOT:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                                 str(tree)], capture_output=True)

@@ -26,6 +26,8 @@ class FakePool:
     def __init__(self) -> None:
         self.members: list[FakeReplica] = []
         self.sent: list[tuple[FakeReplica, list[Evaluation]]] = []
+        #: evaluations the queue gave up (its ``on_dropped``)
+        self.dropped: list[Evaluation] = []
 
     def send_batch(self, replica: Any, batch: list[Evaluation]) -> bool:
         replica.inflight.append(batch)

@@ -96,7 +96,8 @@ class QueryFrontend:
         routes = Routes(policies, pool.members, pool.send_batch,
                         lambda ev, out: service.on_result(ev, out),
                         lambda ev: service.on_dropped(ev), pipeline_depth=self.pipeline_depth)
-        service = QueryService(routes, self.cache, max_body_bytes=self.max_body)
+        service = QueryService(routes, self.cache, max_body_bytes=self.max_body,
+                               poll=self.rpc.poll)
         records = ReplicaRecords(store, self.frontend_id, pool, lease_s=self.replica_lease_s)
         sync = ConfigSync(store, routes.apply, period_s=min(1.0, self.replica_lease_s / 3),
                           every=records.tick)

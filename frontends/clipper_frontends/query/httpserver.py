@@ -10,10 +10,18 @@ its futures.  Measured in bench/HISTORY.md.
 
 HTTP/1.1 as clients use it: keep-alive, pipelining (answers in order),
 ``Expect: 100-continue``, chunked request bodies, ``Connection: close`` and
-HTTP/1.0.  A body over the limit is refused with 413 and the connection
-closed; malformed HTTP gets 400 and a close.  A connection idle for
-``keep_alive_s`` is closed.  SIGTERM or SIGINT stops accepting, lets the
-requests in flight finish (``drain_s`` at most), then stops the frontend.
+HTTP/1.0.  GET, HEAD and POST are served; any other method gets 501.
+
+Every limit of :class:`.limits.HTTPLimits` is enforced here: a request over
+one is answered with its status (413, 414, 431, 408; 503 above the connection
+cap), after the answers owed before it, and the connection is closed; what
+the client sends after that is discarded, a little of it at most, so the
+answer is not lost to a reset.  A request head is never read past
+``HTTPLimits.head_bytes``.  The deadlines cost no timer per request: each
+connection notes when its head and its body began, and one sweep a second
+(:mod:`.sweeper`) answers 408 to those past their deadline and closes those
+idle longer than ``keep_alive_s``.  SIGTERM or SIGINT stops accepting, lets
+the requests in flight finish (``drain_s`` at most), then stops the frontend.
 
 ``python -m clipper_frontends.query --http-server uvicorn`` serves the same
 frontend as an ASGI app instead (:mod:`.asgi`).
@@ -49,29 +57,41 @@ if TYPE_CHECKING:
 log = logging.getLogger("clipper.http")
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
-            413: b"Payload Too Large", 414: b"URI Too Long", 500: b"Internal Server Error",
-            503: b"Service Unavailable"}
+            408: b"Request Timeout", 413: b"Payload Too Large", 414: b"URI Too Long",
+            431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
+            501: b"Not Implemented", 503: b"Service Unavailable"}
 #: Requests a client may pipeline ahead of the one being answered before
 #: the connection stops being read.
 MAX_PIPELINED = 32
-#: The longest request target accepted.
-MAX_URL = 8192
+#: Bytes a refused client may still send (read and dropped) before the
+#: connection stops being read.
+DISCARD_BYTES = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_METHODS = frozenset((b"GET", b"HEAD", b"POST"))
+_ALLOW = b"allow: GET, HEAD, POST\r\n"
+_ALLOW_PREDICT = b"allow: POST\r\n"
 
 _Future = asyncio.Future
 
 
+def refusal(status: int, error: str, cause: str) -> tuple[int, bytes]:
+    """The status and JSON body of a request refused by the transport."""
+    return status, orjson.dumps({"error": error, "cause": cause})
+
+
 class _Request:
-    __slots__ = ("method", "path", "body", "keep_alive", "t0", "error")
+    __slots__ = ("method", "path", "body", "keep_alive", "t0", "error", "headers")
 
     def __init__(self, method: bytes, path: str, body: bytes, keep_alive: bool,
-                 error: tuple[int, bytes] | None = None) -> None:
+                 error: tuple[int, bytes] | None = None, headers: bytes = b"") -> None:
         self.method = method
         self.path = path
         self.body = body
         self.keep_alive = keep_alive
         self.t0 = time.perf_counter()
         self.error = error
+        #: extra header lines of the response, CRLF-terminated
+        self.headers = headers
 
 
 class _Gather:

@@ -16,6 +16,24 @@ flight at most, 2 by default): it then starts on it the moment it answers the
 one before, instead of waiting a round trip through the frontend's event
 loop, and no batch is made smaller by sending it early.  ``pipeline_depth=1``
 is Clipper's original one batch per replica.
+
+Under overload the queue schedules for goodput (answers within the SLO):
+
+- an evaluation that can no longer be answered before its deadline (at the
+  observed batch latency, behind the batches the replica already holds) is
+  never sent: it is dropped from the queue, and its waiters get the default
+  at their deadline from the SLO timer, like every query Clipper could not
+  answer in time;
+- when serving the queue oldest first would make its newest evaluation miss
+  its deadline (congestion), batches are taken newest first: the queries
+  served are those that can be answered well within their deadline, and
+  the old ones run out at their deadline instead of every query finishing
+  late;
+- the queue holds at most ``MAX_QUEUE_SLOS`` SLOs of work; a query beyond
+  that is not queued at all (``can_queue``) and gets the default at its
+  deadline.  No default is answered early, so a client that sends its next
+  query as soon as it has an answer cannot spin the frontend on defaults
+  while the replicas starve.
 """
 
 from __future__ import annotations
@@ -36,6 +54,10 @@ RING = 1024
 WARM_BATCHES = 16
 #: batches in flight per replica at most (the first worked on, the rest waiting)
 PIPELINE_DEPTH = 2
+#: a queue holds at most this many SLOs of work (at the observed batch latency)
+MAX_QUEUE_SLOS = 2.0
+#: ... and never fewer than this many evaluations
+MIN_QUEUE_CAP = 64
 
 
 class Worker(Protocol):
@@ -109,6 +131,8 @@ class ModelQueue:
         self.model_version = model_version
         self.input_type = input_type
         self.policy = policy
+        #: (policy name, batch size) the policy was made for, when known
+        self.policy_key: tuple[str, int] | None = None
         self.slo_s = slo_s
         self._send_batch = send_batch
         self._on_result = on_result
@@ -124,9 +148,14 @@ class ModelQueue:
         self.pipelined = 0
         self.batched_inputs = 0
         self.dropped = 0
-        #: queries answered with the default at once because the queue ahead
-        #: of them could not be served within their SLO (admission control)
+        #: queries not queued because the queue held MAX_QUEUE_SLOS of work
+        #: (they get the default at their deadline)
         self.shed = 0
+        #: evaluations dropped unsent because they could no longer be answered
+        #: before their deadline
+        self.expired = 0
+        #: batches taken newest first (congested)
+        self.lifo_batches = 0
         #: smoothed round-trip seconds of one batch (0.0 until warmed up)
         self.batch_s = 0.0
         self._sizes = array("H", bytes(2 * RING))
@@ -148,27 +177,20 @@ class ModelQueue:
                 return True
         return False
 
-    def can_meet(self, budget_s: float) -> bool:
-        """Whether an input queued now is likely to be answered within
-        ``budget_s``: the batches ahead of it, spread over the replicas at the
-        observed batch latency, must fit.  Under overload this lets the
-        frontend answer with the default at once instead of queueing work that
-        would miss its deadline anyway (and delay every later query)."""
+    def can_queue(self) -> bool:
+        """Whether the queue takes one more evaluation: it holds less than
+        ``MAX_QUEUE_SLOS`` SLOs of work at the observed batch latency, spread
+        over the replicas (always, until the estimate is warmed up).  Past
+        that, a query is not queued: the queue is congested and serves the
+        newest first, so it would only run out at its deadline, holding memory."""
         batch_s = self.batch_s
-        replicas = self.replicas
-        # An idle replica takes the input at once.  Admitting then also keeps
-        # the estimate alive: a latency spike can only be outgrown by batches
-        # that are actually sent.
-        if batch_s == 0.0 or not replicas or self.batches < WARM_BATCHES or self._any_idle():
+        if batch_s == 0.0 or self.batches < WARM_BATCHES or not self.replicas:
+            return True
+        queued = len(self.queue)
+        if queued < MIN_QUEUE_CAP:
             return True
         limit: int = self.policy.max_batch_size()
-        batches_ahead = (len(self.queue) + limit) // limit  # this input's batch included
-        if self.pipeline_depth > 1:
-            # batches already waiting inside replicas, behind the one worked on
-            for replica in replicas:
-                if len(replica.inflight) > 1:
-                    batches_ahead += len(replica.inflight) - 1
-        return batches_ahead * batch_s <= budget_s * len(replicas)
+        return (queued // limit) * batch_s < MAX_QUEUE_SLOS * self.slo_s * len(self.replicas)
 
     # -- queries -----------------------------------------------------------
     def requeue(self, batch: list[Evaluation]) -> None:
@@ -219,26 +241,54 @@ class ModelQueue:
                     self.pipelined += 1
 
     def _send(self, replica: Worker, limit: int) -> bool:
-        """Send the next batch of up to ``limit`` wanted inputs to ``replica``.
+        """Send ``replica`` the next batch of up to ``limit`` evaluations that
+        can still be answered in time.
 
-        False when nothing was sent: the queue held only abandoned inputs, or
-        the replica vanished (the pool forgot it; its batch stays queued)."""
-        queue = self.queue
-        now = self._loop.time()
-        batch: list[Evaluation] = []
-        while queue and len(batch) < limit:
-            ev = queue.popleft()
-            if ev.abandoned(now):
-                self.dropped += 1
-                self._on_dropped(ev)
-                continue
-            batch.append(ev)
+        False when nothing was sent: none was left that could make its
+        deadline, or the replica vanished (the pool forgot it; its batch
+        stays queued)."""
+        batch = self._take(limit, len(replica.inflight))
         if not batch:
             return False
         if not self._send_batch(replica, batch):
-            queue.extendleft(reversed(batch))
+            self.queue.extendleft(reversed(batch))
             return False
         return True
+
+    def _take(self, limit: int, ahead: int) -> list[Evaluation]:
+        """Up to ``limit`` evaluations that can be answered before their
+        deadline by a replica with ``ahead`` batches before this one: oldest
+        first, or newest first when the queue is congested."""
+        queue = self.queue
+        now = self._loop.time()
+        # When this batch would be answered, at the observed batch latency.
+        done_at = now + self.batch_s * (ahead + 1)
+        while queue and queue[0].deadline < done_at:
+            self._expire(queue.popleft())
+        if not queue:
+            return []
+        # Congested: taken oldest first, the newest would miss its deadline.
+        # Then every query served is one that has just arrived (well within
+        # its deadline), and the old ones run out instead.
+        batches = -(-len(queue) // limit)
+        drained_at = now + self.batch_s * (ahead + batches / max(1, len(self.replicas)))
+        lifo = queue[-1].deadline < drained_at
+        take = queue.pop if lifo else queue.popleft
+        batch: list[Evaluation] = []
+        while queue and len(batch) < limit:
+            ev = take()
+            if ev.deadline < done_at:
+                self._expire(ev)
+                continue
+            batch.append(ev)
+        if lifo and batch:
+            self.lifo_batches += 1
+        return batch
+
+    def _expire(self, ev: Evaluation) -> None:
+        """Drop ``ev`` unsent; its waiters get the default at their deadline."""
+        self.expired += 1
+        self._on_dropped(ev)
 
     def batch_done(self, batch: list[Evaluation], outputs: list[bytes],
                    latency_s: float) -> None:
@@ -277,8 +327,9 @@ class ModelQueue:
             "recent_max_batch_size": sizes[-1] if sizes else 0,
             "batch_latency_p50_ms": lats[count // 2] * 1000 if count else 0.0,
             "batch_latency_p99_ms": lats[min(count - 1, int(count * 0.99))] * 1000 if count else 0.0,
-            "dropped_expired": self.dropped,
+            "dropped_expired": self.dropped + self.expired,
             "shed_overload": self.shed,
+            "newest_first_batches": self.lifo_batches,
             "batch_latency_smoothed_ms": self.batch_s * 1000,
             "batching": self.policy.describe(),
         }

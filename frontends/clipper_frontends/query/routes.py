@@ -10,7 +10,6 @@ when the configuration changes, so a query never reads the store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -140,14 +139,12 @@ class Routes:
 
     def _set_policy(self, queue: ModelQueue, model: ModelVersion) -> None:
         wanted = model.policy_name
-        if getattr(queue.policy, "clipper_name", None) == (wanted, model.batch_size):
+        if queue.policy_key == (wanted, model.batch_size):
             return
         factory = self.policies.get(wanted)
         if factory is None:
             log.error("model %s:%s asks for unknown batching policy %r; using aimd",
                       model.name, model.version, wanted)
             factory = self.policies["aimd"]
-        policy = factory(model)
-        with contextlib.suppress(AttributeError):
-            policy.clipper_name = (wanted, model.batch_size)
-        queue.policy = policy
+        queue.policy = factory(model)
+        queue.policy_key = (wanted, model.batch_size)

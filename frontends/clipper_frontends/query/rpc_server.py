@@ -91,6 +91,11 @@ class RPCServer:
         self._sock = self._monitor = None
 
     # -- receiving ---------------------------------------------------------
+    def poll(self) -> None:
+        """Handle every message waiting now (also called between requests
+        while HTTP keeps the loop busy)."""
+        self._on_readable()
+
     def _on_readable(self) -> None:
         sock = self._sock
         if sock is None:

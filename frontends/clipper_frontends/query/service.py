@@ -49,6 +49,10 @@ ERROR_LABELS = {400: "Json error", 404: "Not found", 405: "Method not allowed",
 
 #: ``handler() -> (status, body)`` for a route of the table
 Handler = Callable[[], tuple[int, bytes]]
+#: while requests keep the loop busy, look for replica answers this often
+#: (seconds): a loop turn that reads hundreds of requests must not leave the
+#: replicas' answers, and so the replicas, waiting until it ends
+POLL_INTERVAL_S = 0.0005
 
 
 class _NoModel:
@@ -72,8 +76,10 @@ class QueryService:
     """
 
     def __init__(self, routes: Routes, cache: PredictionCache, *,
-                 max_body_bytes: int) -> None:
+                 max_body_bytes: int, poll: Callable[[], None] | None = None) -> None:
         self.routes = routes
+        self._poll = poll or (lambda: None)
+        self._next_poll = 0.0
         self.cache = cache
         self.max_body = max_body_bytes
         #: evaluations in flight by (model, version, input): identical
@@ -202,28 +208,29 @@ class QueryService:
             return [NO_MODEL_VALUE] * len(encoded)
         loop = self._loop
         assert loop is not None
-        deadline = loop.time() + route.deadline_s
+        now = loop.time()
+        deadline = now + route.deadline_s
         cache = self.cache
         pending = self.pending
         add_timer = route.timer.add
         name, ver = queue.model_name, queue.model_version
         waiters: list[Any] = []
-        admit = queue.can_meet(route.deadline_s)
+        admit = queue.can_queue()
         for data in encoded:
             key = (name, ver, data)
             hit = cache.get(key)
             if hit is not MISS:
                 waiters.append(hit)
                 continue
-            if not admit and key not in pending:
-                # Overloaded: the default now beats the default at the deadline.
-                queue.shed += 1
-                waiters.append(TIMEOUT)
-                continue
             w = loop.create_future()
             add_timer(deadline, w)
             ev = pending.get(key)
-            if ev is not None:
+            if ev is None and not admit:
+                # The queue holds all the work it can serve in time: this
+                # query gets the default at its deadline, not sooner (a
+                # client answered at once would only ask again at once).
+                queue.shed += 1
+            elif ev is not None:
                 ev.waiters.append(w)
                 if deadline > ev.deadline:
                     ev.deadline = deadline
@@ -234,6 +241,9 @@ class QueryService:
             waiters.append(w)
         # One dispatch for the whole request, so an input_batch travels as one batch.
         queue.dispatch()
+        if now >= self._next_poll:
+            self._next_poll = now + POLL_INTERVAL_S
+            self._poll()
         return waiters
 
     # -- every other route ---------------------------------------------------
