@@ -167,11 +167,20 @@ def parse_predict_response(frames: Sequence[bytes]) -> tuple[int, list[bytes]]:
 # ---------------------------------------------------------------------------
 
 
-def encode_input(input_type: InputType, value: object) -> bytes:
+def may_hold_booleans(text: bytes) -> bool:
+    """False when JSON ``text`` holds no ``true`` or ``false``: it has no
+    ``f`` and no ``r`` byte (two scans at memory speed, no parse)."""
+    return b"f" in text or b"r" in text
+
+
+def encode_input(input_type: InputType, value: object, may_hold_booleans: bool = True) -> bytes:
     """One JSON input value -> its wire bytes; ValidationError if it does not fit.
 
-    Numbers: a non-empty list of numbers (bools rejected).  Strings: a string.
-    Bytes: a base64 string.
+    Numbers: a non-empty list of numbers (``true`` and ``false`` refused:
+    ``struct`` would pack them as 1 and 0).  Strings: a string.  Bytes: a
+    base64 string.  Looking for booleans costs more than packing the
+    numbers: a caller that knows the JSON text had none
+    (:func:`may_hold_booleans`) passes False to skip the look.
     """
     code = _STRUCT_CODES.get(input_type)
     if code is not None:
@@ -185,11 +194,14 @@ def encode_input(input_type: InputType, value: object) -> bytes:
             if len(_PACKERS) > 4096:
                 _PACKERS.clear()
         try:
-            return packer(*value)
+            packed = packer(*value)
         except struct.error:
+            packed = b""
+        if not packed or (may_hold_booleans and bool in map(type, value)):
             raise ValidationError(
                 f"input must be a list of {'32-bit integers' if code == 'i' else 'numbers'} "
-                f"for input type {input_type.label}, got {_describe_items(value)}") from None
+                f"for input type {input_type.label}, got {_describe_items(value)}")
+        return packed
     if input_type is InputType.STRINGS:
         if type(value) is not str:
             raise ValidationError(f"input must be a string for input type strings, "

@@ -260,8 +260,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
+    from .serving_limits import raise_nofile_limit, uvicorn_settings
+
+    # The same header, keep-alive and connection limits as the query
+    # frontend's, as far as uvicorn enforces them (README.md, "Limits").
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(),
-                access_log=False)
+                access_log=False, **uvicorn_settings(raise_nofile_limit()))
 
 
 if __name__ == "__main__":

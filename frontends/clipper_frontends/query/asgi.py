@@ -4,6 +4,12 @@ A thin adapter over the same :class:`~.service.QueryService` the built-in
 server uses: ``POST /{app}/predict`` and the route table answer alike on
 both.  The ASGI lifespan starts and stops the frontend (binding its RPC
 port), so ``TestClient(create_app(store))`` or any ASGI server runs it.
+
+The head limits of :class:`.limits.HTTPLimits` are checked here, on the
+head the ASGI server has read: request target (414), headers (431); and
+methods other than GET, HEAD and POST get 501.  The ASGI server itself
+must bound what it reads and how long it waits (see ``cli.py`` for
+uvicorn's settings).
 """
 
 from __future__ import annotations
@@ -14,12 +20,22 @@ from typing import Any
 
 import orjson
 
-from clipper_core.errors import ClipperException, PayloadTooLargeError, ValidationError
+from clipper_core.errors import (
+    ClipperException,
+    PayloadTooLargeError,
+    URITooLongError,
+    ValidationError,
+)
 
+from .answers import refusal
 from .frontend import QueryFrontend
+from .limits import HTTPLimits
 from .service import QueryService, error_payload
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_METHODS = frozenset(("GET", "HEAD", "POST"))
+_ALLOW = [(b"allow", b"GET, HEAD, POST")]
+_ALLOW_PREDICT = [(b"allow", b"POST")]
 
 Scope = dict[str, Any]
 
@@ -27,8 +43,9 @@ Scope = dict[str, Any]
 class QueryASGI:
     """ASGI callable serving one :class:`QueryFrontend`."""
 
-    def __init__(self, frontend: QueryFrontend) -> None:
+    def __init__(self, frontend: QueryFrontend, limits: HTTPLimits | None = None) -> None:
         self.frontend = frontend
+        self.limits = limits or HTTPLimits()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -58,11 +75,17 @@ class QueryASGI:
             await _send(send, 503, orjson.dumps({"error": "Service unavailable",
                                                  "cause": "the frontend is starting"}))
             return
+        refused = self._refused(scope)
+        if refused is not None:
+            status, body = refused
+            await _send(send, status, body, extra=_ALLOW if status == 501 else ())
+            return
         method = scope["method"].encode()
         path = scope["path"]
         if not service.is_predict(method, path):
             status, body = service.answer_other(method, path)
-            await _send(send, status, b"" if method == b"HEAD" else body, len(body))
+            await _send(send, status, b"" if method == b"HEAD" else body, len(body),
+                        _ALLOW_PREDICT if status == 405 else ())
             return
         t0 = time.perf_counter()
         try:
@@ -75,6 +98,25 @@ class QueryASGI:
             return
         values = [await w if isinstance(w, asyncio.Future) else w for w in waiters]
         await _send(send, 200, service.render(route, values, batch, t0))
+
+
+    def _refused(self, scope: Scope) -> tuple[int, bytes] | None:
+        """The answer to a request over a head limit or of an unserved method."""
+        limits = self.limits
+        if scope["method"] not in _METHODS:
+            return refusal(501, "Not implemented", f"method {scope['method']} is not supported: "
+                           f"the query frontend serves GET, HEAD and POST")
+        target = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b""))
+        if target > limits.max_url_bytes:
+            return error_payload(URITooLongError(
+                f"request target longer than {limits.max_url_bytes} bytes"))
+        headers = scope["headers"]
+        size = sum(len(name) + len(value) for name, value in headers)
+        if len(headers) > limits.max_headers or size > limits.max_header_bytes:
+            return refusal(431, "Request header fields too large",
+                           f"{len(headers)} headers of {size} bytes; the limits are "
+                           f"{limits.max_headers} headers and {limits.max_header_bytes} bytes")
+        return None
 
 
 async def _read_body(scope: Scope, receive: Any, limit: int) -> bytes:
@@ -99,17 +141,18 @@ async def _read_body(scope: Scope, receive: Any, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _send(send: Any, status: int, payload: bytes, length: int | None = None) -> None:
+async def _send(send: Any, status: int, payload: bytes, length: int | None = None,
+                extra: Any = ()) -> None:
     size = len(payload) if length is None else length
     await send({"type": "http.response.start", "status": status,
-                "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % size)]})
+                "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % size), *extra]})
     await send({"type": "http.response.body", "body": payload})
 
 
-def create_app(store: Any, **options: Any) -> QueryASGI:
+def create_app(store: Any, limits: HTTPLimits | None = None, **options: Any) -> QueryASGI:
     """The query frontend as an ASGI app (its lifespan binds the RPC port);
     ``options`` are :class:`QueryFrontend`'s."""
-    return QueryASGI(QueryFrontend(store, **options))
+    return QueryASGI(QueryFrontend(store, **options), limits)
 
 
 __all__ = ["QueryASGI", "QueryService", "create_app"]

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 
 from clipper_core import plugins
 from clipper_core.models import REPLICA_LEASE_S
 
-from .frontend import DEFAULT_CACHE_SIZE, DEFAULT_MAX_BODY, QueryFrontend
+from ..serving_limits import raise_nofile_limit
+from . import limits
+from .frontend import DEFAULT_CACHE_SIZE, QueryFrontend
 from .queues import PIPELINE_DEPTH
 
 log = logging.getLogger("clipper.query")
@@ -28,8 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="prediction cache size in bytes")
     parser.add_argument("--frontend-id", default=None,
                         help="this frontend's name in replica records (default host-pid)")
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY,
-                        help="largest request body accepted (413 above)")
     parser.add_argument("--replica-silence-s", type=float, default=15.0,
                         help="drop an idle replica silent for this long")
     parser.add_argument("--replica-lease-s", type=float, default=REPLICA_LEASE_S,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                         default=os.environ.get("CLIPPER_HTTP_SERVER", "builtin"),
                         help="the built-in httptools server (default) or uvicorn (ASGI)")
     parser.add_argument("--log-level", default=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"))
+    limits.add_arguments(parser)
     return parser
 
 
@@ -50,11 +52,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.pipeline_depth < 1:
         parser.error(f"--pipeline-depth must be at least 1, got {args.pipeline_depth}")
+    try:
+        http_limits = limits.HTTPLimits.from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     frontend = QueryFrontend(args.store, rpc_host=args.rpc_host, rpc_port=args.rpc_port,
                              cache_size=args.cache_size, frontend_id=args.frontend_id,
-                             max_body_bytes=args.max_body_bytes,
+                             max_body_bytes=http_limits.max_body_bytes,
+                             max_batch_inputs=http_limits.max_batch_inputs,
                              replica_silence_s=args.replica_silence_s,
                              replica_lease_s=args.replica_lease_s, freeze_gc=True,
                              pipeline_depth=args.pipeline_depth)
@@ -63,14 +70,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.http_server == "builtin":
         from .httpserver import serve
 
-        serve(frontend, args.host, args.port)
+        serve(frontend, args.host, args.port, limits=http_limits)
         return
     import uvicorn
 
     from .asgi import QueryASGI
 
     # No proxy-header rewriting, Server or Date headers: per-request work the
-    # frontend does not need (measured: bench/HISTORY.md).
-    uvicorn.run(QueryASGI(frontend), host=args.host, port=args.port, loop="uvloop",
-                http="httptools", lifespan="on", log_level="warning", access_log=False,
-                proxy_headers=False, server_header=False, date_header=False, backlog=2048)
+    # frontend does not need (measured: bench/HISTORY.md).  uvicorn enforces
+    # the connection cap and the keep-alive timeout; the app the head limits.
+    nofile = raise_nofile_limit()
+    uvicorn.run(QueryASGI(frontend, http_limits), host=args.host, port=args.port,
+                loop="uvloop", http="httptools", lifespan="on", log_level="warning",
+                access_log=False, proxy_headers=False, server_header=False, date_header=False,
+                backlog=2048, limit_concurrency=http_limits.connections(nofile),
+                timeout_keep_alive=math.ceil(http_limits.keep_alive_s))

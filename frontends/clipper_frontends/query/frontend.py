@@ -32,6 +32,7 @@ from clipper_core.cache import PredictionCache
 from clipper_core.interfaces import StateStore
 from clipper_core.models import REPLICA_LEASE_S, Snapshot
 
+from .limits import DEFAULT_MAX_BATCH_INPUTS, DEFAULT_MAX_BODY_BYTES
 from .queues import PIPELINE_DEPTH
 from .records import ReplicaRecords
 from .replicas import ReplicaPool
@@ -40,7 +41,7 @@ from .rpc_server import RPCServer
 from .service import QueryService
 from .sync import ConfigSync
 
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_MAX_BODY = DEFAULT_MAX_BODY_BYTES
 DEFAULT_CACHE_SIZE = 32 * 1024 * 1024
 
 
@@ -56,7 +57,8 @@ class QueryFrontend:
                  frontend_id: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
                  replica_silence_s: float = 15.0, pm: Any = None,
                  freeze_gc: bool = False, replica_lease_s: float = REPLICA_LEASE_S,
-                 pipeline_depth: int = PIPELINE_DEPTH) -> None:
+                 pipeline_depth: int = PIPELINE_DEPTH,
+                 max_batch_inputs: int = DEFAULT_MAX_BATCH_INPUTS) -> None:
         if pipeline_depth < 1:
             raise ValueError(f"pipeline_depth must be at least 1, got {pipeline_depth}")
         self.pipeline_depth = pipeline_depth
@@ -70,6 +72,7 @@ class QueryFrontend:
         self.rpc = RPCServer(rpc_host, rpc_port)
         self.cache = PredictionCache(cache_size)
         self.max_body = max_body_bytes
+        self.max_batch_inputs = max_batch_inputs
         self.started_at = time.time()
         # Made at start(), when the plugins and the store are known.
         self.pool: ReplicaPool | None = None
@@ -97,7 +100,7 @@ class QueryFrontend:
                         lambda ev, out: service.on_result(ev, out),
                         lambda ev: service.on_dropped(ev), pipeline_depth=self.pipeline_depth)
         service = QueryService(routes, self.cache, max_body_bytes=self.max_body,
-                               poll=self.rpc.poll)
+                               poll=self.rpc.poll, max_batch_inputs=self.max_batch_inputs)
         records = ReplicaRecords(store, self.frontend_id, pool, lease_s=self.replica_lease_s)
         sync = ConfigSync(store, routes.apply, period_s=min(1.0, self.replica_lease_s / 3),
                           every=records.tick)

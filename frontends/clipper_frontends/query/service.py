@@ -31,6 +31,7 @@ from clipper_core.errors import (
     ClipperException,
     MethodNotAllowedError,
     NotFoundError,
+    PayloadTooLargeError,
     ValidationError,
     http_status,
 )
@@ -76,12 +77,14 @@ class QueryService:
     """
 
     def __init__(self, routes: Routes, cache: PredictionCache, *,
-                 max_body_bytes: int, poll: Callable[[], None] | None = None) -> None:
+                 max_body_bytes: int, poll: Callable[[], None] | None = None,
+                 max_batch_inputs: int = 10_000) -> None:
         self.routes = routes
         self._poll = poll or (lambda: None)
         self._next_poll = 0.0
         self.cache = cache
         self.max_body = max_body_bytes
+        self.max_batch_inputs = max_batch_inputs
         #: evaluations in flight by (model, version, input): identical
         #: concurrent queries share one
         self.pending: dict[tuple[str, str, bytes], Evaluation] = {}
@@ -168,6 +171,11 @@ class QueryService:
                 else None)
         if data is not None:
             return self._start(route, route.queue, [data]), False
+        limit = self.max_batch_inputs
+        if len(body) > 4 * limit and input_type in rpc.DTYPES and body.count(b"[") > limit + 1:
+            # Each numeric input is a list: refused before parsing megabytes.
+            raise PayloadTooLargeError(f"request body holds more than {limit} inputs, the "
+                                       f"limit of an \"input_batch\"")
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -183,9 +191,13 @@ class QueryService:
             batch = True
             if type(inputs) is not list or not inputs:
                 raise ValidationError("\"input_batch\" must be a non-empty list of inputs")
+            if len(inputs) > limit:
+                raise PayloadTooLargeError(f"\"input_batch\" holds {len(inputs)} inputs; the "
+                                           f"limit is {limit}")
         else:
             raise ValidationError("request body has no \"input\" or \"input_batch\" field")
-        encoded = [rpc.encode_input(input_type, x) for x in inputs]
+        bools = rpc.may_hold_booleans(body)
+        encoded = [rpc.encode_input(input_type, x, bools) for x in inputs]
         queue = route.queue
         version = request.get("version")
         if version is not None:
