@@ -290,6 +290,13 @@ class ModelQueue:
         self.expired += 1
         self._on_dropped(ev)
 
+    def late_answer(self, batch: list[Evaluation], outputs: list[bytes]) -> None:
+        """Answers of a batch taken back from a replica (it turned suspect):
+        they answer whoever still waits, but teach the policy nothing."""
+        on_result = self._on_result
+        for ev, out in zip(batch, outputs, strict=True):
+            on_result(ev, out)
+
     def batch_done(self, batch: list[Evaluation], outputs: list[bytes],
                    latency_s: float) -> None:
         """A replica answered ``batch``; resolve it and give the replicas more work."""

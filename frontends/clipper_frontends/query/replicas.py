@@ -10,6 +10,15 @@ arrives; the model queues (:mod:`.queues`) send batches through
 A replica that disconnects (the transport's socket monitor), cannot be sent
 to, or stays silent with nothing in flight for ``silence_timeout`` is lost:
 its batches in flight go back to the head of its queue.
+
+A replica that holds a batch unanswered for longer than its model's stuck
+deadline (:meth:`ReplicaPool.stuck_after`: many times the observed batch
+latency, at least twice the SLO, within ``[STUCK_MIN_S, stuck_bound_s]``)
+is *suspect*: it leaves its model's list, so it gets no more work, and its
+batches go back to the queue for the other replicas; identical queries
+arriving later start afresh instead of joining a batch nobody answers.  The
+first message it sends again (an answer or a heartbeat) makes it ready
+again; a late answer still answers whoever waits for it.
 """
 
 from __future__ import annotations
@@ -35,12 +44,23 @@ GetQueue = Callable[[str, str, InputType], ModelQueue]
 OnChange = Callable[["ReplicaConn", bool, str], None]
 Transport = Callable[[bytes, Sequence[Any]], bool]
 
+#: the stuck deadline is at least this (seconds): a loaded machine's pauses
+#: must not make healthy replicas suspect
+STUCK_MIN_S = 0.5
+#: ... and this many times the model's observed batch latency
+STUCK_LATENCY_FACTOR = 20.0
+#: the default bound of the stuck deadline (``--replica-stuck-s``)
+STUCK_BOUND_S = 30.0
+READY = "ready"
+SUSPECT = "suspect"
+
 
 class ReplicaConn:
     """A connected model replica, as this frontend knows it."""
 
     __slots__ = ("identity", "model_name", "model_version", "input_type", "replica_id",
-                 "fd", "last_seen", "inflight", "free_at", "queue")
+                 "fd", "last_seen", "inflight", "free_at", "queue", "state", "orphans",
+                 "suspected")
 
     def __init__(self, identity: bytes, model_name: str, model_version: str,
                  input_type: InputType, replica_id: str, fd: int, queue: ModelQueue) -> None:
@@ -59,6 +79,13 @@ class ReplicaConn:
         #: pipelined batch starts being worked on then, not when it was sent
         self.free_at = 0.0
         self.queue = queue
+        #: READY, or SUSPECT while it sits on a batch past the stuck deadline
+        self.state = READY
+        #: batches taken back from it when it turned suspect, by message id:
+        #: a late answer still answers whoever waits
+        self.orphans: dict[int, list[Evaluation]] = {}
+        #: times it turned suspect
+        self.suspected = 0
 
     def to_model(self, frontend: str, connected: bool = True) -> Replica:
         return Replica(model_name=self.model_name, model_version=self.model_version,
@@ -76,7 +103,11 @@ class ReplicaPool:
     """
 
     def __init__(self, transport: Transport, get_queue: GetQueue, on_change: OnChange, *,
-                 silence_timeout: float = 15.0) -> None:
+                 silence_timeout: float = 15.0, stuck_bound_s: float = STUCK_BOUND_S) -> None:
+        if stuck_bound_s < STUCK_MIN_S:
+            raise ValueError(f"the stuck deadline bound must be at least {STUCK_MIN_S} s, "
+                             f"got {stuck_bound_s}")
+        self.stuck_bound_s = stuck_bound_s
         self._transport = transport
         self._get_queue = get_queue
         self._on_change = on_change
@@ -100,7 +131,7 @@ class ReplicaPool:
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._janitor = self._loop.create_task(self._drop_silent())
+        self._janitor = self._loop.create_task(self._watch())
 
     def close(self) -> None:
         if self._janitor is not None:
@@ -113,6 +144,8 @@ class ReplicaPool:
         if replica is None:
             return False
         replica.last_seen = time.monotonic()
+        if replica.state is SUSPECT:
+            self._recover(replica)
         return True
 
     def hello(self, identity: bytes, name: str, version: str, input_type: InputType,
@@ -146,6 +179,13 @@ class ReplicaPool:
         if self._by_msg.get(msg_id) is not replica:
             raise rpc.ProtocolError(f"response to unknown message id {msg_id}")
         del self._by_msg[msg_id]
+        orphan = replica.orphans.pop(msg_id, None)
+        if orphan is not None:
+            # Taken back when the replica turned suspect: answer whoever
+            # still waits (the batch may have been answered elsewhere since).
+            if len(outputs) == len(orphan):
+                replica.queue.late_answer(orphan, outputs)
+            return
         inflight = replica.inflight
         # A replica answers in the order it was sent work; look further only
         # for a container that does not.
@@ -203,8 +243,9 @@ class ReplicaPool:
         members = self._members.get((replica.model_name, replica.model_version))
         if members is not None and replica in members:
             members.remove(replica)
-        for msg_id, _batch, _sent in replica.inflight:
+        for msg_id in [*(m for m, _, _ in replica.inflight), *replica.orphans]:
             self._by_msg.pop(msg_id, None)
+        replica.orphans.clear()
         evaluations = [ev for _, batch, _ in replica.inflight for ev in batch]
         replica.inflight.clear()
         log.warning("replica %s of %s:%s lost: %s", replica.replica_id, replica.model_name,
@@ -213,10 +254,58 @@ class ReplicaPool:
             replica.queue.requeue(evaluations)
         self._on_change(replica, False, reason)
 
-    async def _drop_silent(self) -> None:
+    # -- stuck and silent replicas -------------------------------------------
+    def stuck_after(self, queue: ModelQueue) -> float:
+        """Seconds a batch may go unanswered before its replica is suspect."""
+        wait = max(2.0 * queue.slo_s, STUCK_LATENCY_FACTOR * queue.batch_s, STUCK_MIN_S)
+        return min(wait, self.stuck_bound_s)
+
+    def check(self) -> None:
+        """Make replicas sitting on a batch past the stuck deadline suspect;
+        lose those silent for ``silence_timeout`` with nothing in flight."""
+        now = time.monotonic()
+        perf = time.perf_counter()
+        for replica in list(self.replicas.values()):
+            if replica.inflight:
+                _, _, sent_at = replica.inflight[0]
+                started = max(sent_at, replica.free_at)
+                if perf - started > self.stuck_after(replica.queue):
+                    self._suspect(replica, perf - started)
+            elif now - replica.last_seen > self.silence_timeout:
+                self.lose(replica, f"silent for {self.silence_timeout:.0f} s")
+
+    def _suspect(self, replica: ReplicaConn, waited_s: float) -> None:
+        replica.state = SUSPECT
+        replica.suspected += 1
+        members = self._members.get((replica.model_name, replica.model_version))
+        if members is not None and replica in members:
+            members.remove(replica)
+        evaluations = []
+        for msg_id, batch, _sent in replica.inflight:
+            replica.orphans[msg_id] = batch
+            evaluations.extend(batch)
+        replica.inflight.clear()
+        log.warning("replica %s of %s:%s is suspect: a batch unanswered for %.1f s; its "
+                    "%d queries go back to the queue", replica.replica_id, replica.model_name,
+                    replica.model_version, waited_s, len(evaluations))
+        replica.queue.requeue(evaluations)
+
+    def _recover(self, replica: ReplicaConn) -> None:
+        replica.state = READY
+        members = self.members(replica.model_name, replica.model_version)
+        if replica not in members:
+            members.append(replica)
+        log.warning("replica %s of %s:%s answers again: ready", replica.replica_id,
+                    replica.model_name, replica.model_version)
+        replica.queue.dispatch()
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every connected replica and its state (for ``/metrics``)."""
+        return [{"model": f"{r.model_name}:{r.model_version}", "replica_id": r.replica_id,
+                 "state": r.state, "inflight_batches": len(r.inflight),
+                 "suspected": r.suspected} for r in self.replicas.values()]
+
+    async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for replica in list(self.replicas.values()):
-                if now - replica.last_seen > self.silence_timeout and not replica.inflight:
-                    self.lose(replica, f"silent for {self.silence_timeout:.0f} s")
+            await asyncio.sleep(STUCK_MIN_S / 2)
+            self.check()
