@@ -14,6 +14,7 @@ from ..serving_limits import raise_nofile_limit
 from . import limits
 from .frontend import DEFAULT_CACHE_SIZE, QueryFrontend
 from .queues import PIPELINE_DEPTH
+from .replicas import STUCK_BOUND_S
 
 log = logging.getLogger("clipper.query")
 
@@ -33,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="this frontend's name in replica records (default host-pid)")
     parser.add_argument("--replica-silence-s", type=float, default=15.0,
                         help="drop an idle replica silent for this long")
+    parser.add_argument("--replica-stuck-s", type=float,
+                        default=float(os.environ.get("CLIPPER_REPLICA_STUCK_S", STUCK_BOUND_S)),
+                        help="longest a replica may sit on a batch before it is suspect and "
+                             "its queries go to other replicas (the deadline is derived from "
+                             "the model's latency and SLO, at most this)")
     parser.add_argument("--replica-lease-s", type=float, default=REPLICA_LEASE_S,
                         help="lease of replica records in the store")
     parser.add_argument("--pipeline-depth", type=int,
@@ -64,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
                              max_batch_inputs=http_limits.max_batch_inputs,
                              replica_silence_s=args.replica_silence_s,
                              replica_lease_s=args.replica_lease_s, freeze_gc=True,
-                             pipeline_depth=args.pipeline_depth)
+                             pipeline_depth=args.pipeline_depth,
+                             replica_stuck_s=args.replica_stuck_s)
     log.info("plugins: %s", ", ".join(f"{p.name} {p.version or ''}".strip()
                                       for p in plugins.list_plugins()))
     if args.http_server == "builtin":

@@ -35,7 +35,7 @@ from clipper_core.models import REPLICA_LEASE_S, Snapshot
 from .limits import DEFAULT_MAX_BATCH_INPUTS, DEFAULT_MAX_BODY_BYTES
 from .queues import PIPELINE_DEPTH
 from .records import ReplicaRecords
-from .replicas import ReplicaPool
+from .replicas import STUCK_BOUND_S, ReplicaPool
 from .routes import Routes
 from .rpc_server import RPCServer
 from .service import QueryService
@@ -58,7 +58,8 @@ class QueryFrontend:
                  replica_silence_s: float = 15.0, pm: Any = None,
                  freeze_gc: bool = False, replica_lease_s: float = REPLICA_LEASE_S,
                  pipeline_depth: int = PIPELINE_DEPTH,
-                 max_batch_inputs: int = DEFAULT_MAX_BATCH_INPUTS) -> None:
+                 max_batch_inputs: int = DEFAULT_MAX_BATCH_INPUTS,
+                 replica_stuck_s: float = STUCK_BOUND_S) -> None:
         if pipeline_depth < 1:
             raise ValueError(f"pipeline_depth must be at least 1, got {pipeline_depth}")
         self.pipeline_depth = pipeline_depth
@@ -68,6 +69,7 @@ class QueryFrontend:
         self._pm = pm
         self._freeze_gc = freeze_gc
         self._replica_silence_s = replica_silence_s
+        self._replica_stuck_s = replica_stuck_s
         self.store: StateStore | None = store if not isinstance(store, str) else None
         self.rpc = RPCServer(rpc_host, rpc_port)
         self.cache = PredictionCache(cache_size)
@@ -95,7 +97,8 @@ class QueryFrontend:
         service: QueryService
         pool = ReplicaPool(self.rpc.send, lambda n, v, t: routes.queue(n, v, t),
                            lambda r, c, why: records.changed(r, c, why),
-                           silence_timeout=self._replica_silence_s)
+                           silence_timeout=self._replica_silence_s,
+                           stuck_bound_s=self._replica_stuck_s)
         routes = Routes(policies, pool.members, pool.send_batch,
                         lambda ev, out: service.on_result(ev, out),
                         lambda ev: service.on_dropped(ev), pipeline_depth=self.pipeline_depth)
@@ -167,5 +170,6 @@ class QueryFrontend:
                        if routes else {}),
             "cache": self.cache.stats(),
             "rpc": {"connected_replicas": len(pool.replicas) if pool else 0,
-                    "malformed_messages": self.rpc.malformed},
+                    "malformed_messages": self.rpc.malformed,
+                    "replicas": pool.describe() if pool else []},
         }
