@@ -1,11 +1,13 @@
 """External load generators: ``wrk`` (closed loop, one thread) for the
-throughput points and ``ratedrive`` (open loop, constant rate, built from
-bench/ratedrive.c with the system C compiler) for the overload scenario."""
+throughput points, and ``ratedrive`` (built from bench/ratedrive.c with the
+system C compiler) for the overload scenario (open loop, constant rate) and
+the goodput sweep (open and closed loop, every prediction counted)."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import resource
 import shutil
 import subprocess
 from pathlib import Path
@@ -95,10 +97,25 @@ def ratedrive_path() -> Path:
     return RATEDRIVE_BIN
 
 
+def raise_fd_limit() -> int:
+    """The soft limit on open files up to the hard one (inherited by the load
+    generators: 1,024 connections do not fit under a soft limit of 1,024);
+    returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
 def run_rate(host: str, port: int, path: str, rate: float, seconds: float,
              connections: int, body: Body, slo_ms: float) -> dict[str, Any]:
-    """Offer ``rate`` requests/s for ``seconds`` (open loop); the counts and
-    latencies measured from each request's due time."""
+    """Offer ``rate`` requests/s for ``seconds`` (open loop; ``rate`` 0: closed
+    loop on ``connections``).  Returns ratedrive's counts: per response
+    (completed, status and socket errors, unfinished, latency percentiles from
+    each request's due time) and per prediction (real, defaults, and
+    ``good``: real answers within ``slo_ms``)."""
     offset = next(_offsets) * 10_000_000
     cmd = [str(ratedrive_path()), host, str(port), path, f"{rate:.1f}", f"{seconds:g}",
            str(connections), str(body.width), str(offset), f"{slo_ms:g}", body.prefix,
@@ -106,4 +123,13 @@ def run_rate(host: str, port: int, path: str, rate: float, seconds: float,
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0:
         raise LoadError(f"ratedrive failed (exit {proc.returncode}): {proc.stderr[-500:]}")
-    return json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def run_closed(host: str, port: int, path: str, connections: int, seconds: float,
+               body: Body, slo_ms: float) -> dict[str, Any]:
+    """A closed loop on ``connections`` for ``seconds`` with ratedrive (each
+    connection sends its next request when the last is answered), counted
+    as :func:`run_rate` counts; latency from each send."""
+    return run_rate(host, port, path, 0.0, seconds, connections, body, slo_ms)

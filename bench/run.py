@@ -2,12 +2,14 @@
 
     python bench/run.py [--scenarios noop,sklearn,...] [--duration 15]
                         [--connections 1,16,64] [--peers] [--quick] [--profile]
+                        [--goodput-seconds 15] [--soak-seconds 60]
 
 Starts each system in turn (ours on the embedded default: ClipperConnection
 with the local_process manager), checks it answers correctly, drives every
-scenario with ``wrk -t1`` (the overload scenario with bench/ratedrive.c, an
-open-loop constant-rate generator), stops it, and goes on to the next.
-Writes bench/results/latest.{json,md,png}.  See bench/README.md.
+scenario with ``wrk -t1`` (overload, goodput and soak with bench/ratedrive.c,
+which counts every prediction: see goodput.py), stops it, and goes on to the
+next.  Writes bench/results/latest.{json,md,png} (and latest-goodput.png).
+See bench/README.md.
 """
 
 from __future__ import annotations
@@ -18,69 +20,34 @@ import datetime
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
-from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import goodput  # noqa: E402
 import report  # noqa: E402
 import workloads  # noqa: E402
-from load import LoadError, run_rate, run_wrk  # noqa: E402
+from load import LoadError, raise_fd_limit, run_rate, run_wrk  # noqa: E402
+from probes import PeakRSS, profile, summarize_profile  # noqa: E402, F401
 from systems import Bare, Clipper, System, SystemError_  # noqa: E402
 
 ALL_SCENARIOS = ("noop", "sklearn", "sklearn-b1", "cache", "overload", "scale", "memory",
-                 "startup")
+                 "startup", "goodput", "soak")
+#: Scenarios that need the sklearn models deployed.
+SKLEARN_SCENARIOS = {"sklearn", "sklearn-b1", "overload", "goodput", "soak"}
 LOAD_SCENARIOS = report.LOAD_SCENARIOS
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------
-# Memory
-# ---------------------------------------------------------------------------
-class PeakRSS:
-    """Samples the RSS of some processes every 100 ms and keeps each peak."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        import psutil
-
-        self.procs = {}
-        for name, pid in pids.items():
-            with contextlib.suppress(psutil.Error):
-                self.procs[name] = psutil.Process(pid)
-        self.peak: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            for name, p in self.procs.items():
-                with contextlib.suppress(psutil.Error):
-                    self.peak[name] = max(self.peak[name], p.memory_info().rss)
-            self._stop.wait(0.1)
-
-    def __enter__(self) -> PeakRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def mib(self) -> dict[str, float]:
-        return {k: round(v / 2**20, 1) for k, v in self.peak.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -182,13 +149,25 @@ class Runner:
                 log(f"overload failed: {exc}")
         if "scale" in args.scenarios and isinstance(system, Clipper):
             self.results["scale"] = self.scale(system)
+        self._goodput(system)
+
+    def _goodput(self, system: System) -> None:
+        """The goodput sweep, then the soak (see goodput.py)."""
+        settings = goodput.Settings.from_args(self.args)
+        if "goodput" in self.args.scenarios and "goodput" in system.scenarios:
+            sweep = goodput.Sweep(system, settings, log).run()
+            self.results["goodput"][system.name] = sweep
+            self.results["points"] += goodput.closed_points(system.name, sweep)
+        if "soak" in self.args.scenarios and isinstance(system, Clipper):
+            cap = self.results["goodput"].get(system.name, {}).get(goodput.SOAK_APP, {})
+            self.results["soak"] = goodput.soak(system, settings, cap.get("capacity_rps"), log)
 
     def overload(self, system: System) -> dict[str, Any]:
         """3x the measured capacity of the model-bound path, open loop."""
         args = self.args
         source = "sklearn-b1" if isinstance(system, Clipper) else "sklearn"
         if isinstance(system, Clipper):
-            system.add_overload_app(int(args.slo_ms * 1000))
+            system.add_slo_app("overload", "sklearn-b1", int(args.slo_ms * 1000))
         cap_row = report.point(self.results, system.name, source, 64)
         if cap_row is None:
             cap_row = self.measure(system, "overload", 64)
@@ -201,7 +180,7 @@ class Runner:
         log(f"{system.name} overload: {rate:,.0f} req/s offered for {args.overload_seconds} s "
             f"on {conns} connections (capacity {capacity:,.0f})")
         r = run_rate(system.host, system.port, ep.path, rate, args.overload_seconds, conns,
-                     ep.body, args.slo_ms + 10)
+                     ep.body, args.slo_ms)
         after = system.defaults("overload")
         time.sleep(2)
         # Capacity after the load drops: the same measurement as before it
@@ -217,16 +196,19 @@ class Runner:
             else 0)
         rec_rps = max(0, rec_good) / rec.seconds if rec.seconds else 0.0
         sched = max(1, r["scheduled"])
+        good_rps = r["good"] / r["seconds"] if r["seconds"] else 0.0
         out = {**{k: r[k] for k in ("rate", "scheduled", "sent", "completed", "status_errors",
-                                    "socket_errors", "unfinished", "within_slo", "p50_ms",
+                                    "socket_errors", "unfinished", "real", "good", "p50_ms",
                                     "p90_ms", "p99_ms", "max_ms", "per_second")},
                "capacity_rps": capacity, "capacity_source": f"{source}@64", "connections": conns,
-               "slo_ms": args.slo_ms, "within_share": r["within_slo"] / sched,
+               "slo_ms": args.slo_ms, "good_rps": round(good_rps, 1),
+               "goodput_ratio": round(good_rps / capacity, 3),
                "defaults": r["defaults"], "defaults_share": r["defaults"] / sched,
                "defaults_by_metrics": (after - before) if before is not None else None,
                "recovered_rps": round(rec_rps, 1),
                "recovered_ratio": round(rec_rps / capacity, 3)}
-        log(f"{system.name} overload: within SLO+10ms {out['within_share']:.1%}, defaults "
+        log(f"{system.name} overload: goodput {good_rps:,.0f}/s ({out['goodput_ratio']:.2f}x "
+            f"capacity), defaults "
             f"{out['defaults_share']:.1%}, errors {r['status_errors']}+{r['socket_errors']}, "
             f"unfinished {r['unfinished']}, after {rec_rps:,.0f} good req/s")
         return out
@@ -244,50 +226,6 @@ class Runner:
                "ratio": round(after["good_rps"] / max(1.0, before["good_rps"]), 3)}
         log(f"scale: {out}")
         return out
-
-
-def profile(system: Clipper, args: argparse.Namespace) -> dict[str, Any]:
-    """py-spy on the query frontend while wrk drives noop at 64 connections:
-    share of samples per function, own and inclusive."""
-    pyspy = shutil.which("py-spy")
-    if not pyspy:
-        raise LoadError("py-spy is not installed (pip install py-spy)")
-    out_dir = Path(args.out)
-    raw = out_dir / "profile-noop64.txt"
-    seconds = max(3, int(args.duration * 2 / 3))
-    loader = threading.Thread(target=run_wrk, args=(system.url("noop"), 64, seconds + 3,
-                                                    system.endpoint("noop").body))
-    loader.start()
-    time.sleep(1.5)
-    log(f"py-spy on the query frontend for {seconds} s")
-    subprocess.run([pyspy, "record", "--pid", str(system.frontend_pid()), "--duration",
-                    str(seconds), "--rate", "200", "--format", "raw", "--output", str(raw),
-                    "--nonblocking"], capture_output=True, timeout=seconds + 60)
-    loader.join()
-    return summarize_profile(raw)
-
-
-def summarize_profile(raw: Path, top: int = 15) -> dict[str, Any]:
-    """Collapsed stacks -> the functions with the most own and inclusive samples."""
-    own: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(n)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1]
-                  + ")" if " (" in f else f for f in stack.split(";")]
-        total += count
-        own[frames[-1]] += count
-        for f in set(frames):
-            incl[f] += count
-    rows = [{"function": f, "self": own[f] / total, "total": incl[f] / total}
-            for f, _ in own.most_common(top)]
-    return {"samples": total, "top": rows,
-            "top_inclusive": [{"function": f, "total": c / total}
-                              for f, c in incl.most_common(25)]}
 
 
 # ---------------------------------------------------------------------------
@@ -312,6 +250,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--overload-seconds", type=float, default=None, help="(20)")
     p.add_argument("--slo-ms", type=float, default=20.0)
     p.add_argument("--scale-apps", type=int, default=None, help="(1000)")
+    p.add_argument("--goodput-seconds", type=float, default=None,
+                   help="seconds per goodput point (--duration)")
+    p.add_argument("--goodput-connections", default="16,64,256,1024",
+                   help="closed-loop points of the goodput sweep")
+    p.add_argument("--goodput-multiples", default="1.5,3,10",
+                   help="open-loop points of the goodput sweep, x the capacity")
+    p.add_argument("--soak-seconds", type=float, default=None, help="(60)")
     p.add_argument("--out", default=str(HERE / "results"))
     args = p.parse_args(argv)
     q = args.quick
@@ -321,6 +266,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                          ).split(",")]
     args.overload_seconds = args.overload_seconds or (3.0 if q else 20.0)
     args.scale_apps = args.scale_apps or (50 if q else 1000)
+    args.goodput_seconds = args.goodput_seconds or (1.0 if q else args.duration)
+    args.goodput_connections = [int(c) for c in args.goodput_connections.split(",")]
+    args.goodput_multiples = [float(m) for m in args.goodput_multiples.split(",")]
+    args.soak_seconds = args.soak_seconds or (3.0 if q else 60.0)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(ALL_SCENARIOS)
     if unknown:
@@ -334,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     work = HERE / ".work"
     work.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="run-", dir=work))
-    need_sklearn = bool(set(args.scenarios) & {"sklearn", "sklearn-b1", "overload"})
+    raise_fd_limit()  # wrk and ratedrive inherit it: 1,024 connections and more
+    need_sklearn = bool(set(args.scenarios) & SKLEARN_SCENARIOS)
     args.sklearn_expected = None
     if need_sklearn:
         import warnings
@@ -357,13 +307,14 @@ def main(argv: list[str] | None = None) -> int:
                  "load_before": os.getloadavg()[0],
                  "duration_s": args.duration, "warmup_s": args.warmup,
                  "connections": args.connections, "scenarios": args.scenarios},
-        "systems": {}, "points": [], "overload": {}, "scale": {},
+        "systems": {}, "points": [], "overload": {}, "scale": {}, "goodput": {},
         "overload_note": (f"Overload: {args.overload_seconds:g} s at 3x the capacity of the "
                           "model-bound path (ours: the sklearn model with batch_size=1 behind "
                           f"an app with a {args.slo_ms:g} ms SLO; bare: its inline sklearn "
                           "route), open loop on many connections; latency counted from each "
-                          "request's due time; 'within' counts 2xx answers (defaults "
-                          "included) within SLO+10 ms out of all requests due."),
+                          "request's due time; goodput counts real (non-default) 2xx answers "
+                          "within the SLO."),
+        "goodput_settings": attrs.asdict(goodput.Settings.from_args(args)),
     }
     systems: list[System] = [Clipper(tmp, with_sklearn=need_sklearn)]
     if not args.no_bare:

@@ -58,9 +58,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
 
 
 def tail(path: Path | None, n: int = 2000) -> str:
-    if path is None or not path.exists():
-        return ""
-    return path.read_text(errors="replace")[-n:]
+    return path.read_text(errors="replace")[-n:] if path is not None and path.exists() else ""
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -85,6 +83,10 @@ class Endpoint:
     body: Body
 
 
+#: Our goodput apps (SLO set by the harness, default output -1) -> the model
+#: each is linked to: batch_size=1 and adaptive batching.
+GOODPUT_MODELS = {"goodput-b1": "sklearn-b1", "goodput-adaptive": "sklearn"}
+
 NOOP = Body(width=4)
 SKLEARN = Body(width=784)
 CACHE = Body(width=4, distinct=False)
@@ -97,6 +99,8 @@ class System:
     label = "system"
     #: Scenarios served; overload and scale are only meaningful for some.
     scenarios: tuple[str, ...] = ()
+    #: The endpoints the goodput sweep drives (each a model behind the SLO).
+    goodput_apps: tuple[str, ...] = ()
 
     host = "127.0.0.1"
     port = 0
@@ -156,7 +160,9 @@ class Clipper(System):
 
     name = "clipper"
     label = "clipper-core"
-    scenarios = ("noop", "sklearn", "sklearn-b1", "cache", "overload", "scale")
+    scenarios = ("noop", "sklearn", "sklearn-b1", "cache", "overload", "scale", "goodput",
+                 "soak")
+    goodput_apps = tuple(GOODPUT_MODELS)
 
     def __init__(self, workdir: Path, with_sklearn: bool = True) -> None:
         self.workdir = workdir
@@ -229,7 +235,9 @@ class Clipper(System):
                 "scale": Endpoint("/noop/predict", NOOP),
                 "sklearn": Endpoint("/sklearn/predict", SKLEARN),
                 "sklearn-b1": Endpoint("/sklearn-b1/predict", SKLEARN),
-                "overload": Endpoint("/overload/predict", SKLEARN)}[scenario]
+                "overload": Endpoint("/overload/predict", SKLEARN),
+                "goodput-b1": Endpoint("/goodput-b1/predict", SKLEARN),
+                "goodput-adaptive": Endpoint("/goodput-adaptive/predict", SKLEARN)}[scenario]
 
     def processes(self) -> list[Any]:
         """The local_process manager's process table (name, pid, supervisor pid)."""
@@ -237,12 +245,8 @@ class Clipper(System):
         return list(table.select() if hasattr(table, "select") else table.list())
 
     def pids(self) -> dict[str, int]:
-        out = {}
-        for p in self.processes():
-            kind = p.labels.get("kind")
-            if p.pid and (kind == "frontend" or p.labels.get("model_name") == "noop"):
-                out[p.name] = p.pid
-        return out
+        return {p.name: p.pid for p in self.processes() if p.pid and (
+            p.labels.get("kind") == "frontend" or p.labels.get("model_name") == "noop")}
 
     def supervisor_pids(self) -> dict[str, int]:
         return {f"supervisor:{p.name}": p.supervisor_pid for p in self.processes()
@@ -260,16 +264,18 @@ class Clipper(System):
         m = self.metrics()["applications"].get(app)
         return m["default_outputs"] if m else 0
 
-    def add_overload_app(self, slo_micros: int) -> None:
-        """App ``overload`` (SLO ``slo_micros``, default output -1) linked to
-        the ``sklearn-b1`` model: the model, not HTTP, is the bottleneck."""
-        self.conn.register_application("overload", "doubles", "-1", slo_micros)
-        self.conn.link_model_to_app("overload", "sklearn-b1")
+    def add_slo_app(self, app: str, model: str, slo_micros: int) -> None:
+        """App ``app`` (SLO ``slo_micros``, default output -1) linked to the
+        deployed ``model``; returns once the frontend serves it.  The
+        overload app is linked to ``sklearn-b1``: the model, not HTTP, is
+        the bottleneck."""
+        self.conn.register_application(app, "doubles", "-1", slo_micros)
+        self.conn.link_model_to_app(app, model)
         deadline = time.monotonic() + 20
-        while httpx.post(self.url("overload"), json={"input": _example(SKLEARN)},
+        while httpx.post(self.url(app), json={"input": _example(SKLEARN)},
                          timeout=10).status_code == 404:
             if time.monotonic() > deadline:
-                raise SystemError_("the frontend never learnt about app overload")
+                raise SystemError_(f"the frontend never learnt about app {app}")
             time.sleep(0.1)
 
     def register_many(self, n: int) -> float:
@@ -375,7 +381,8 @@ class Bare(ProcessSystem):
 
     name = "bare"
     label = "bare Starlette"
-    scenarios = ("noop", "sklearn", "cache", "overload")
+    scenarios = ("noop", "sklearn", "cache", "overload", "goodput")
+    goodput_apps = ("goodput-inline",)
 
     def __init__(self, workdir: Path, with_sklearn: bool = True) -> None:
         super().__init__(workdir)
@@ -389,4 +396,5 @@ class Bare(ProcessSystem):
         return {"noop": Endpoint("/noop/predict", NOOP),
                 "cache": Endpoint("/noop/predict", CACHE),
                 "sklearn": Endpoint("/sklearn/predict", SKLEARN),
-                "overload": Endpoint("/sklearn/predict", SKLEARN)}[scenario]
+                "overload": Endpoint("/sklearn/predict", SKLEARN),
+                "goodput-inline": Endpoint("/sklearn/predict", SKLEARN)}[scenario]
