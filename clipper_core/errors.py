@@ -86,6 +86,13 @@ class StoreUnavailableError(ClipperException):
     kind = "store_unavailable"
 
 
+class FrontendLagError(ClipperException):
+    """A configuration write is done, but a live query frontend did not serve
+    it within the admin service's bound (its fields name the laggards)."""
+
+    kind = "frontend_lag"
+
+
 class PluginError(ClipperException):
     """A plugin could not be loaded, or a backend name is unknown/ambiguous."""
 
@@ -121,6 +128,7 @@ HTTP_STATUS: dict[type[ClipperException], int] = {
     AuthenticationError: 401,
     StoreUnavailableError: 503,
     UnconnectedException: 503,
+    FrontendLagError: 504,
     PluginError: 500,
     ContainerError: 500,
     ClipperException: 400,
@@ -141,5 +149,5 @@ KINDS: dict[str, type[ClipperException]] = {
     for cls in (ClipperException, UnconnectedException, ValidationError, PayloadTooLargeError,
                 URITooLongError, MethodNotAllowedError, NotFoundError,
                 ConflictError, AuthenticationError, StoreUnavailableError, PluginError,
-                ContainerError, BuildError, ClusterStartError)
+                FrontendLagError, ContainerError, BuildError, ClusterStartError)
 }

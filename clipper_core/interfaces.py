@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from .models import Application, InputType, ModelVersion, Replica, ReplicaStatus, Snapshot
+from .models import (
+    Application,
+    FrontendRecord,
+    InputType,
+    ModelVersion,
+    Replica,
+    ReplicaStatus,
+    Snapshot,
+)
 
 Unsubscribe = Callable[[], None]
 
@@ -70,6 +78,17 @@ class StateStore(Protocol):
                        frontend: str = "") -> None: ...
 
     def list_replicas(self) -> list[Replica]: ...
+
+    # -- query frontends (written by query frontends) ----------------------
+    def put_frontend(self, record: FrontendRecord) -> None:
+        """Store (or replace) the record of ``record.frontend_id``.  Not a
+        configuration change: the revision stays."""
+
+    def delete_frontend(self, frontend_id: str) -> None:
+        """Remove the record of ``frontend_id``; nothing happens if there is none."""
+
+    def list_frontends(self) -> list[FrontendRecord]:
+        """Every frontend record, live or expired, ordered by frontend id."""
 
     # -- change tracking ---------------------------------------------------
     def revision(self) -> int:

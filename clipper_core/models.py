@@ -238,6 +238,27 @@ class Replica:
 
 
 @attrs.frozen(kw_only=True)
+class FrontendRecord:
+    """A query frontend's presence: the configuration revision it serves.
+
+    Each query frontend writes its record after it applies a configuration
+    snapshot and renews it every third of :data:`REPLICA_LEASE_S`; it deletes
+    the record when it stops.  The admin service waits, after a write, for
+    every live record to reach the write's revision (read-your-writes).
+    """
+
+    frontend_id: str
+    #: The store revision of the configuration the frontend serves.
+    revision: int
+    #: Unix time the frontend last wrote (or renewed) this record.
+    last_seen: float = 0.0
+
+    def live(self, now: float, lease_s: float = REPLICA_LEASE_S) -> bool:
+        """Renewed within the lease (a killed frontend's record stops being live)."""
+        return now - self.last_seen <= lease_s
+
+
+@attrs.frozen(kw_only=True)
 class Snapshot:
     """A consistent view of a store's configuration at one revision.
 

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from ..hookspecs import hookimpl
-from ..models import Application, ModelVersion, Replica, Snapshot
+from ..models import Application, FrontendRecord, ModelVersion, Replica, Snapshot
 from .base import (
     BaseStateStore,
     app_exists,
@@ -38,6 +38,7 @@ class _MemoryState:
         self.models: dict[tuple[str, str], ModelVersion] = {}
         self.current: dict[str, str] = {}
         self.replicas: dict[tuple[str, str, str, str], Replica] = {}
+        self.frontends: dict[str, FrontendRecord] = {}
         self.listeners: weakref.WeakSet[MemoryStateStore] = weakref.WeakSet()
 
     def bump(self) -> None:
@@ -160,6 +161,19 @@ class MemoryStateStore(BaseStateStore):
     def list_replicas(self) -> list[Replica]:
         with self._state.lock:
             return sorted(self._state.replicas.values(), key=replica_key)
+
+    # -- query frontends ----------------------------------------------------
+    def put_frontend(self, record: FrontendRecord) -> None:
+        with self._state.lock:
+            self._state.frontends[record.frontend_id] = record
+
+    def delete_frontend(self, frontend_id: str) -> None:
+        with self._state.lock:
+            self._state.frontends.pop(frontend_id, None)
+
+    def list_frontends(self) -> list[FrontendRecord]:
+        with self._state.lock:
+            return [self._state.frontends[k] for k in sorted(self._state.frontends)]
 
     # -- change tracking ---------------------------------------------------
     def revision(self) -> int:

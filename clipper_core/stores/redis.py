@@ -10,7 +10,8 @@ options: ``timeout`` (socket timeout, seconds, default 2), ``connect_timeout``
 Layout under ``{prefix}:``: ``revision`` (counter), ``apps`` (name -> JSON),
 ``links`` (app -> model), ``models`` (``["name","version"]`` -> JSON),
 ``model_counts`` (name -> number of versions), ``current`` (name -> version),
-``replicas`` (``[model,version,id,frontend]`` -> JSON).  Each configuration
+``replicas`` (``[model,version,id,frontend]`` -> JSON), ``frontends`` (query
+frontend id -> JSON of its revision and last write).  Each configuration
 write is one Lua script (checks, change, ``INCR revision`` and ``PUBLISH``
 run atomically: :mod:`clipper_core.stores.redis_scripts`); reads of several keys run in one MULTI/EXEC.  Watchers
 follow the pub/sub channel and poll the revision as a fallback.
@@ -36,7 +37,7 @@ from typing import Any
 
 from ..errors import StoreUnavailableError
 from ..hookspecs import hookimpl
-from ..models import Application, ModelVersion, Replica, Snapshot
+from ..models import Application, FrontendRecord, ModelVersion, Replica, Snapshot
 from .base import (
     BaseStateStore,
     app_exists,
@@ -87,6 +88,7 @@ class RedisStateStore(BaseStateStore):
         self._keys = [f"{p}:revision", f"{p}:apps", f"{p}:links", f"{p}:models",
                       f"{p}:model_counts", f"{p}:current"]
         self._replicas_key = f"{p}:replicas"
+        self._frontends_key = f"{p}:frontends"
         #: pub/sub channels are not per database, so the channel names both.
         self.channel = f"{p}:changes@{opts['db']}"
         self._scripts = {name: self._client.register_script(src)
@@ -223,6 +225,24 @@ class RedisStateStore(BaseStateStore):
         with self._guard():
             raw = self._client.hgetall(self._replicas_key)
         return [replica_from_record(json.loads(raw[k])) for k in sorted(raw)]
+
+    # -- query frontends ----------------------------------------------------
+    def put_frontend(self, record: FrontendRecord) -> None:
+        value = dumps({"frontend_id": record.frontend_id, "revision": record.revision,
+                       "last_seen": record.last_seen})
+        with self._guard():
+            self._client.hset(self._frontends_key, record.frontend_id, value)
+
+    def delete_frontend(self, frontend_id: str) -> None:
+        with self._guard():
+            self._client.hdel(self._frontends_key, frontend_id)
+
+    def list_frontends(self) -> list[FrontendRecord]:
+        with self._guard():
+            raw = self._client.hgetall(self._frontends_key)
+        records = [json.loads(raw[k]) for k in sorted(raw)]
+        return [FrontendRecord(frontend_id=d["frontend_id"], revision=int(d["revision"]),
+                               last_seen=float(d["last_seen"])) for d in records]
 
     # -- change tracking ---------------------------------------------------
     def revision(self) -> int:

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import StoreUnavailableError, ValidationError
 from ..hookspecs import hookimpl
-from ..models import Application, ModelVersion, Replica, Snapshot
+from ..models import Application, FrontendRecord, ModelVersion, Replica, Snapshot
 from .base import (
     DEFAULT_POLL_INTERVAL,
     BaseStateStore,
@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS replicas (
     model_name TEXT NOT NULL, model_version TEXT NOT NULL, replica_id TEXT NOT NULL,
     frontend TEXT NOT NULL, input_type INTEGER NOT NULL, connected INTEGER NOT NULL,
     last_seen REAL NOT NULL, PRIMARY KEY (model_name, model_version, replica_id, frontend));
+CREATE TABLE IF NOT EXISTS frontends (
+    frontend_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, last_seen REAL NOT NULL);
 """
 
 _APP_COLS = "name, input_type, default_output, latency_slo_micros, linked_model"
@@ -304,6 +306,23 @@ class SqliteStateStore(BaseStateStore):
                            "ORDER BY model_name, model_version, replica_id, frontend")
         return [replica_from_record(dict(zip(_REPLICA_COLS.split(", "), r, strict=True)))
                 for r in rows]
+
+    # -- query frontends ----------------------------------------------------
+    def put_frontend(self, record: FrontendRecord) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO frontends (frontend_id, revision, last_seen) "
+                       "VALUES (?, ?, ?)",
+                       (record.frontend_id, record.revision, record.last_seen))
+
+    def delete_frontend(self, frontend_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM frontends WHERE frontend_id = ?", (frontend_id,))
+
+    def list_frontends(self) -> list[FrontendRecord]:
+        rows = self._query("SELECT frontend_id, revision, last_seen FROM frontends "
+                           "ORDER BY frontend_id")
+        return [FrontendRecord(frontend_id=f, revision=int(r), last_seen=float(t))
+                for f, r, t in rows]
 
     # -- change tracking ---------------------------------------------------
     def revision(self) -> int:

@@ -12,7 +12,8 @@ Subclass :class:`StateStoreContract` in a backend's tests and provide a
 for another process) are opened with :func:`clipper_core.plugins.open_store`;
 override them to build stores differently.  The tests of revisions,
 snapshots, replicas and watchers are in
-:mod:`clipper_core.testing.state_store_changes`; the helpers (``make_app``,
+:mod:`clipper_core.testing.state_store_changes`, those of the query frontend
+records in :mod:`clipper_core.testing.state_store_frontends`; the helpers (``make_app``,
 ``Recorder``...) in :mod:`clipper_core.testing.values`.
 :class:`~clipper_core.testing.redis_server.RedisServer` runs a throw-away
 ``redis-server`` for backends that need one.
@@ -29,13 +30,14 @@ from ..interfaces import StateStore
 from ..plugins import open_store
 from .redis_server import RedisServer
 from .state_store_changes import StateStoreChangesContract
+from .state_store_frontends import StateStoreFrontendsContract
 from .values import WATCH_DEADLINE, Recorder, make_app, make_model, make_replica
 
 __all__ = ["WATCH_DEADLINE", "Recorder", "RedisServer", "StateStoreContract", "make_app",
            "make_model", "make_replica"]
 
 
-class StateStoreContract(StateStoreChangesContract):
+class StateStoreContract(StateStoreChangesContract, StateStoreFrontendsContract):
     """Tests every method of the StateStore Protocol; see the module docstring."""
 
     @pytest.fixture
