@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from clipper_core import logs
 from clipper_core.admin.service import AdminService
 from clipper_core.admin.wire import REQUESTS, render
 from clipper_core.admin.wire import Request as AdminRequest
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
-    parser.add_argument("--log-level", default="info")
+    logs.add_arguments(parser)
     args = parser.parse_args(argv)
     if not args.store:
         parser.error("--store URL is required (or set CLIPPER_STORE)")
@@ -250,8 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         get_backend("state_stores", args.store.split("://", 1)[0])
     except PluginError as exc:
         parser.error(f"--store {args.store}: {exc}")
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format)
     loaded = ", ".join(f"{p.name} ({p.distribution} {p.version})" for p in list_plugins())
     log.info("clipper management frontend on %s:%d, store %s; plugins: %s",
              args.host, args.port, args.store, loaded)
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     # The same header, keep-alive and connection limits as the query
     # frontend's, as far as uvicorn enforces them (README.md, "Limits").
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(),
-                access_log=False, **uvicorn_settings(raise_nofile_limit()))
+                access_log=False, log_config=None, **uvicorn_settings(raise_nofile_limit()))
 
 
 if __name__ == "__main__":
