@@ -4,7 +4,10 @@ The configuration (apps, links, current versions) is an in-memory snapshot
 of the store, replaced when the store's revision changes: the store's watch
 notifies at once, and a janitor polls the revision every second as a safety
 net for lost notifications.  If the store goes away the frontend keeps
-serving the snapshot it has and reports the store as unhealthy.  Store calls
+serving the snapshot it has and reports the store as unhealthy.  If it comes
+back at an older revision (a Redis restarted without its data), the frontend
+keeps serving the last good configuration and ``/readyz`` fails, saying why,
+until the store is restored to that revision or newer.  Store calls
 run in the loop's executor, never on the loop.
 """
 
@@ -27,14 +30,18 @@ class ConfigSync:
 
     :param every: ``every()`` is awaited once per janitor round, after the
         revision check (the replica records' lease renewal hangs off it).
+    :param applied: ``applied(revision)`` is called after each snapshot is
+        applied (the frontend's record of the revision it serves).
     """
 
     def __init__(self, store: StateStore, apply: Callable[[Snapshot], None], *,
                  period_s: float = 1.0,
-                 every: Callable[[], Awaitable[None]] | None = None) -> None:
+                 every: Callable[[], Awaitable[None]] | None = None,
+                 applied: Callable[[int], object] | None = None) -> None:
         self.store = store
         self._apply = apply
         self._every = every
+        self._applied = applied
         self.period_s = period_s
         self.snapshot: Snapshot | None = None
         self.healthy = False
@@ -100,6 +107,9 @@ class ConfigSync:
             except Exception as exc:
                 self.mark_unhealthy(exc)
                 return
+            if self.snapshot is not None and snap.revision < self.snapshot.revision:
+                self._regressed(snap)
+                return
             if not self.healthy:
                 log.info("state store reachable (revision %d)", snap.revision)
             self.healthy = True
@@ -108,6 +118,23 @@ class ConfigSync:
                 return
             self.snapshot = snap
             self._apply(snap)
+            if self._applied is not None:
+                self._applied(snap.revision)
+
+    def _regressed(self, snap: Snapshot) -> None:
+        """The store answers with an older configuration than the one served
+        (a store restarted without its data): keep serving the last good one
+        and say so, rather than forget every application."""
+        assert self.snapshot is not None
+        error = (f"the state store went back from configuration revision "
+                 f"{self.snapshot.revision} to {snap.revision} ({len(snap.applications)} "
+                 f"applications, {len(snap.models)} model versions): it lost data; serving "
+                 f"the last good configuration until it is restored from the management "
+                 f"frontend's backup")
+        if self.error != error:
+            log.error("%s", error)
+        self.healthy = False
+        self.error = error
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Whether the frontend is ready to serve, and why (``/readyz``)."""
