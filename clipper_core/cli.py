@@ -4,10 +4,14 @@ Every command that talks to a cluster picks the container manager with
 ``--manager`` (default ``local_process``, or ``$CLIPPER_MANAGER``) and the
 cluster with ``--cluster`` (default ``default``, or ``$CLIPPER_CLUSTER``);
 ``--option KEY=VALUE`` passes any other manager argument (values are read
-as JSON when they parse, e.g. ``--option namespace='"ml"'``).
+as JSON when they parse, e.g. ``--option namespace='"ml"'``).  Global
+options go before or after the command; the parser, with every command's
+help and examples, is :mod:`clipper_core.cli_args`.
 
-Heavy modules (the connection, HTTP client, plugins) are imported inside the
-commands, so ``clipper --help`` answers at once.
+Arguments are checked before any work starts (names, input type, the model
+file, the container manager, which names the distribution to install when it
+is missing).  Heavy modules (the connection, HTTP client, plugins) are
+imported inside the commands, so ``clipper --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -16,19 +20,21 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
-DEFAULT_MANAGER = "local_process"
+from .cli_args import DEFAULT_MANAGER, build_parser
 
+__all__ = ["DEFAULT_MANAGER", "build_parser", "main"]
 
-def _option(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        return key.replace("-", "_"), json.loads(value)
-    except ValueError:
-        return key.replace("-", "_"), value
+#: Exit status of ``clipper predict`` when the answer is the default output.
+EXIT_DEFAULT = 3
+
+#: Distributions of the container managers the project ships, for the hint
+#: when one is not installed.
+MANAGER_DISTRIBUTIONS = {"local_process": "clipper-local-process", "docker": "clipper-docker",
+                         "k8s": "clipper-k8s", "kubernetes": "clipper-k8s",
+                         "nomad": "clipper-nomad"}
 
 
 def _progress(message: str) -> None:
@@ -67,6 +73,22 @@ def connect(args: argparse.Namespace) -> Any:
     conn = make_connection(args)
     conn.connect()
     return conn
+
+
+def check_manager(name: str) -> None:
+    """ClipperException unless a container manager ``name`` is installed; the
+    message lists the installed ones and the distribution that offers ``name``."""
+    from clipper_core.errors import PluginError
+    from clipper_core.plugins import backends
+
+    installed = backends("container_managers")
+    if name in installed:
+        return
+    hint = ""
+    if name in MANAGER_DISTRIBUTIONS:
+        hint = f". Install it with: pip install {MANAGER_DISTRIBUTIONS[name]}"
+    raise PluginError(f"Unknown container manager {name!r}. Installed: "
+                      f"{', '.join(sorted(installed)) or 'none'}{hint}", name=name)
 
 
 # ---------------------------------------------------------------------------
@@ -143,11 +165,8 @@ def _load_function(target: str) -> Any:
     (so cloudpickle serialises it by value)."""
     import runpy
 
-    path, sep, func_name = target.rpartition(":")
-    if not sep or not path or not func_name:
-        raise SystemExit(f"error: expected FILE:FUNCTION, got {target!r}")
-    if not os.path.isfile(path):
-        raise SystemExit(f"error: no such file {path!r}")
+    path = _split_target(target)[0]
+    func_name = target.rpartition(":")[2]
     namespace = runpy.run_path(path, run_name="__clipper_deploy__")
     func = namespace.get(func_name)
     if not callable(func):
@@ -155,9 +174,52 @@ def _load_function(target: str) -> Any:
     return func
 
 
+def _split_target(target: str) -> tuple[str, str]:
+    """``FILE:FUNCTION`` -> (file, function); SystemExit when malformed or missing."""
+    path, sep, func_name = target.rpartition(":")
+    if not sep or not path or not func_name:
+        raise SystemExit(f"error: expected FILE:FUNCTION, got {target!r}")
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: no such file {path!r} (in {target!r})")
+    return path, func_name
+
+
+def _looks_like_target(text: str) -> bool:
+    path, sep, func = text.rpartition(":")
+    return bool(sep and func and "://" not in text and path.endswith(".py"))
+
+
+def validate_deploy(args: argparse.Namespace) -> None:
+    """Check every deploy argument before any work starts: FILE:FUNCTION (taken
+    back from ``--pkgs`` when it came after it), names, input type, numbers."""
+    from clipper_core.errors import ValidationError
+    from clipper_core.models import InputType, validate_name
+
+    if args.target is None:
+        found = [p for p in args.pkgs if _looks_like_target(p)]
+        if len(found) != 1:
+            raise SystemExit("error: FILE:FUNCTION is required (e.g. model.py:predict)")
+        args.target = found[0]
+        args.pkgs = [p for p in args.pkgs if p != found[0]]
+    _split_target(args.target)
+    validate_name("model name", args.name)
+    validate_name("model version", args.version)
+    if args.app is not None:
+        validate_name("application name", args.app)
+    args.input_type = InputType.parse(args.input_type).label
+    if args.replicas < 1:
+        raise ValidationError(f"--replicas must be at least 1, got {args.replicas}")
+    if args.batch_size == 0 or args.batch_size < -1:
+        raise ValidationError(f"--batch-size must be -1 (adaptive) or positive, "
+                              f"got {args.batch_size}")
+    if args.slo_micros < 1:
+        raise ValidationError(f"--slo-micros must be positive, got {args.slo_micros}")
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from clipper_core.deployers.python import deploy_python_closure, serialize_function
 
+    validate_deploy(args)
     func = _load_function(args.target)
     serialize_function(func)  # fail before anything is started
     conn = connect(args)
@@ -180,9 +242,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    import httpx
+def _predict_body(args: argparse.Namespace) -> dict[str, Any]:
+    from clipper_core.models import validate_name
 
+    validate_name("application name", args.app)
     try:
         value = json.loads(args.input)
     except ValueError as exc:
@@ -191,6 +254,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else {"input": value}
     if args.version is not None:
         body["version"] = args.version
+    return body
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import httpx
+
+    body = _predict_body(args)
     conn = connect(args)
     url = f"http://{conn.get_query_addr()}/{args.app}/predict"
     try:
@@ -199,14 +269,57 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"error: {url} did not answer: {exc}", file=sys.stderr)
         return 1
     print(resp.text)
-    return 0 if resp.status_code == 200 else 1
+    if resp.status_code != 200:
+        return 1
+    answer = resp.json()
+    answers = answer.get("batch_predictions", [answer]) if isinstance(answer, dict) else []
+    defaults = [a for a in answers if isinstance(a, dict) and a.get("default")]
+    for a in defaults:
+        print(f"default output for query {a.get('query_id')}: "
+              f"{a.get('default_explanation', 'no explanation given')}", file=sys.stderr)
+    return EXIT_DEFAULT if defaults else 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     conn = connect(args)
-    for path in conn.get_clipper_logs(args.dir):
-        print(path)
-    return 0
+    paths = conn.get_clipper_logs(args.dir)
+    if not args.follow:
+        for path in paths:
+            print(path)
+        return 0
+    offsets: dict[str, int] = {}
+    try:
+        while True:
+            for path in paths:
+                _print_new_lines(path, offsets, args.lines)
+            sys.stdout.flush()
+            time.sleep(args.interval)
+            paths = conn.get_clipper_logs(args.dir)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _print_new_lines(path: str, offsets: dict[str, int], first_lines: int) -> None:
+    """Print the complete lines ``path`` gained since the last call, each
+    prefixed with the process name; the first call prints the last
+    ``first_lines`` lines.  A file that shrank is read again from its start."""
+    name = os.path.basename(path).removesuffix(".log")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return
+    end = data.rfind(b"\n") + 1
+    start = offsets.get(path)
+    if start is None:
+        chunk = data[:end].splitlines()[-first_lines:] if first_lines > 0 else []
+    elif start > len(data):  # truncated or replaced: read it again
+        chunk = data[:end].splitlines()
+    else:
+        chunk = data[start:end].splitlines()
+    offsets[path] = end
+    for line in chunk:
+        print(f"{name} | {line.decode('utf-8', 'replace')}")
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -229,91 +342,31 @@ def cmd_migrate_store(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
-# Argument parsing
+# Entry point
 # ---------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``clipper`` command."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--manager", default=os.environ.get("CLIPPER_MANAGER", DEFAULT_MANAGER),
-                        help="container manager plugin (default: %(default)s)")
-    common.add_argument("--cluster", default=os.environ.get("CLIPPER_CLUSTER", "default"),
-                        help="cluster name (default: %(default)s)")
-    common.add_argument("--option", action="append", type=_option, metavar="KEY=VALUE",
-                        help="extra container manager argument (repeatable)")
-    common.add_argument("--state-dir", help="local_process: the cluster's state directory")
-
-    parser = argparse.ArgumentParser(
-        prog="clipper", description="Low-latency prediction serving (a plugin-based Clipper).")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("plugins", help="list installed plugins, their versions and hooks")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_plugins)
-
-    p = sub.add_parser("start", parents=[common], help="start a cluster")
-    p.add_argument("--query-port", type=int, help="query REST port (default 1337)")
-    p.add_argument("--mgmt-port", type=int, help="management REST port (default 1338)")
-    p.add_argument("--rpc-port", type=int, help="model RPC port (default 7000)")
-    p.add_argument("--prometheus-port", type=int, help="metrics port (default 1390)")
-    p.add_argument("--store", help="state store URL (default: SQLite in the state dir)")
-    p.add_argument("--frontends", type=int, default=1, help="number of query frontends")
-    p.add_argument("--cache-size", type=int, default=32 * 1024 * 1024,
-                   help="prediction cache size in bytes")
-    p.set_defaults(func=cmd_start)
-
-    p = sub.add_parser("status", parents=[common],
-                       help="applications, models and replicas with their health")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser("deploy", parents=[common], help="deploy a Python function as a model")
-    p.add_argument("target", metavar="FILE:FUNCTION",
-                   help="a Python file and the function in it: f(inputs: list) -> list")
-    p.add_argument("--name", required=True, help="model name")
-    p.add_argument("--version", default="1", help="model version (default: %(default)s)")
-    p.add_argument("--input-type", default="doubles",
-                   help="integers, floats, doubles, bytes or strings (default: %(default)s)")
-    p.add_argument("--app", help="application to register (if new) and link to the model")
-    p.add_argument("--default-output", default="None", help="the app's default output")
-    p.add_argument("--slo-micros", type=int, default=3000000, help="the app's latency SLO")
-    p.add_argument("--pkgs", nargs="+", default=[], metavar="PKG",
-                   help="pip packages the model needs")
-    p.add_argument("--replicas", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=-1, help="-1 = adaptive")
-    p.add_argument("--base-image", default="default")
-    p.add_argument("--registry", help="where to publish the built model")
-    p.set_defaults(func=cmd_deploy)
-
-    p = sub.add_parser("predict", parents=[common], help="send one query to an application")
-    p.add_argument("app")
-    p.add_argument("input", metavar="JSON",
-                   help='the input (e.g. "[1, 2]") or a full body ({"input_batch": [...]})')
-    p.add_argument("--version", help="pin the model version")
-    p.add_argument("--timeout", type=float, default=30.0)
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("logs", parents=[common], help="copy every process's log into DIR")
-    p.add_argument("dir", nargs="?", default="clipper_logs/", metavar="DIR")
-    p.set_defaults(func=cmd_logs)
-
-    p = sub.add_parser("stop", parents=[common], help="stop the cluster and all its models")
-    p.set_defaults(func=cmd_stop)
-
-    p = sub.add_parser("migrate-store", help="copy a cluster's state between store URLs")
-    p.add_argument("src", metavar="SRC_URL")
-    p.add_argument("dst", metavar="DST_URL")
-    p.set_defaults(func=cmd_migrate_store)
-    return parser
+COMMANDS = {"plugins": cmd_plugins, "start": cmd_start, "status": cmd_status,
+            "deploy": cmd_deploy, "predict": cmd_predict, "logs": cmd_logs, "stop": cmd_stop,
+            "migrate-store": cmd_migrate_store}
+#: Commands that do not talk to a cluster (no container manager needed).
+_NO_MANAGER = frozenset({"plugins", "migrate-store"})
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clipper`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from clipper_core import logs
     from clipper_core.errors import ClipperException
 
     try:
-        return int(args.func(args) or 0)
+        logs.configure(args.log_level, args.log_format)
+    except ValueError as exc:  # an unknown CLIPPER_LOG_FORMAT
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command not in _NO_MANAGER:
+            check_manager(args.manager)
+        return int(COMMANDS[args.command](args) or 0)
     except ClipperException as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
