@@ -177,8 +177,9 @@ class QueryProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             self._discard_left -= len(data)
-            if self._discard_left < 0:
-                self._update_reading()
+            if self._discard_left < 0 and not self.read_paused and self.transport is not None:
+                self.transport.pause_reading()  # also once closed (lingering)
+                self.read_paused = True
             return
         self.last_active = now = time.monotonic()
         if self._in_head:

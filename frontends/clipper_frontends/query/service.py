@@ -172,7 +172,7 @@ class QueryService:
         if data is not None:
             return self._start(route, route.queue, [data]), False
         limit = self.max_batch_inputs
-        if len(body) > 4 * limit and input_type in rpc.DTYPES and body.count(b"[") > limit + 1:
+        if len(body) > 16 * limit and input_type in rpc.DTYPES and body.count(b"[") > limit + 1:
             # Each numeric input is a list: refused before parsing megabytes.
             raise PayloadTooLargeError(f"request body holds more than {limit} inputs, the "
                                        f"limit of an \"input_batch\"")
