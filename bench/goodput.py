@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 import httpx
+import workloads
 from load import run_closed, run_rate
 from probes import PeakRSS
 from systems import GOODPUT_MODELS, Clipper, System
@@ -95,10 +96,13 @@ def row_of(r: dict[str, Any], **extra: Any) -> dict[str, Any]:
 class Sweep:
     """Drives the goodput sweep of one system (already started)."""
 
-    def __init__(self, system: System, settings: Settings, log: Log) -> None:
+    def __init__(self, system: System, settings: Settings, log: Log,
+                 expected: Any = None) -> None:
         self.system = system
         self.s = settings
         self.log = log
+        #: the model's output for the example input, checked before the sweep
+        self.expected = expected
 
     def closed(self, app: str, connections: int, seconds: float) -> dict[str, Any]:
         ep = self.system.endpoint(app)
@@ -124,6 +128,8 @@ class Sweep:
     def run_app(self, app: str) -> dict[str, Any]:
         """The whole sweep of one app; see the module's docstring."""
         s = self.s
+        if self.expected is not None:
+            self.system.check(app, self.expected)
         if s.warmup_s > 0:
             self.closed(app, s.capacity_connections, s.warmup_s)
         points = [self.closed(app, c, s.point_s) for c in s.connections]
@@ -163,7 +169,8 @@ def closed_points(system: str, sweep: dict[str, Any]) -> list[dict[str, Any]]:
 
 def ensure_app(system: Clipper, app: str, slo_ms: float) -> None:
     """Register goodput app ``app`` unless the frontend serves it already."""
-    r = httpx.post(system.url(app), json={"input": [0.0]}, timeout=10)
+    x = workloads.example_input(system.endpoint(app).body.width)
+    r = httpx.post(system.url(app), json={"input": x}, timeout=10)
     if r.status_code == 404:
         system.add_slo_app(app, GOODPUT_MODELS[app], int(slo_ms * 1000))
 

@@ -155,7 +155,7 @@ class Runner:
         """The goodput sweep, then the soak (see goodput.py)."""
         settings = goodput.Settings.from_args(self.args)
         if "goodput" in self.args.scenarios and "goodput" in system.scenarios:
-            sweep = goodput.Sweep(system, settings, log).run()
+            sweep = goodput.Sweep(system, settings, log, self.args.sklearn_expected).run()
             self.results["goodput"][system.name] = sweep
             self.results["points"] += goodput.closed_points(system.name, sweep)
         if "soak" in self.args.scenarios and isinstance(system, Clipper):

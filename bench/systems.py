@@ -266,16 +266,16 @@ class Clipper(System):
 
     def add_slo_app(self, app: str, model: str, slo_micros: int) -> None:
         """App ``app`` (SLO ``slo_micros``, default output -1) linked to the
-        deployed ``model``; returns once the frontend serves it.  The
+        deployed ``model``; returns once the app gives a real answer.  The
         overload app is linked to ``sklearn-b1``: the model, not HTTP, is
         the bottleneck."""
         self.conn.register_application(app, "doubles", "-1", slo_micros)
         self.conn.link_model_to_app(app, model)
         deadline = time.monotonic() + 20
-        while httpx.post(self.url(app), json={"input": _example(SKLEARN)},
-                         timeout=10).status_code == 404:
+        while (r := httpx.post(self.url(app), json={"input": _example(SKLEARN)}, timeout=10)
+               ).status_code != 200 or r.json().get("default") is not False:
             if time.monotonic() > deadline:
-                raise SystemError_(f"the frontend never learnt about app {app}")
+                raise SystemError_(f"no real answer from app {app}: {r.text[:200]}")
             time.sleep(0.1)
 
     def register_many(self, n: int) -> float:

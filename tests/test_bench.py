@@ -292,7 +292,7 @@ def test_quick_goodput_and_soak_run(tmp_path: Path) -> None:
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--scenarios",
-         "goodput,soak", "--goodput-connections", "64,1024", "--goodput-multiples", "3,10",
+         "goodput,soak", "--goodput-connections", "16,1024", "--goodput-multiples", "3,10",
          "--soak-seconds", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -306,9 +306,9 @@ def test_quick_goodput_and_soak_run(tmp_path: Path) -> None:
         for sweep in apps.values():
             closed = {p["connections"]: p for p in sweep["points"] if p["mode"] == "closed"}
             opened = {p["multiple"]: p for p in sweep["points"] if p["mode"] == "open"}
-            assert set(closed) == {64, 1024} and set(opened) == {3.0, 10.0}
+            assert set(closed) == {16, 1024} and set(opened) == {3.0, 10.0}
             assert closed[1024]["requests"] > 0 and closed[1024]["socket_errors"] == 0
-            assert closed[64]["good_rps"] > 0
+            assert closed[16]["good_rps"] > 0
             for m, p in opened.items():
                 assert p["offered_rps"] == pytest.approx(m * sweep["capacity_rps"], rel=0.01)
             assert len(sweep["capacity_before"]) == len(sweep["capacity_after"]) == 2
@@ -317,7 +317,7 @@ def test_quick_goodput_and_soak_run(tmp_path: Path) -> None:
                 if system == "bare":
                     assert p["defaults_rps"] == 0
     points = {(p["system"], p["scenario"], p["connections"]): p for p in data["points"]}
-    assert {"good_rps", "p99_ms"} <= set(points[("clipper", "goodput-b1", 64)])
+    assert {"good_rps", "p99_ms"} <= set(points[("clipper", "goodput-b1", 16)])
     soak = data["soak"]
     assert soak["rss_before_mib"] > 0 and soak["rss_after_mib"] > 0
     assert "sklearn-b1:1" in soak["queues_at_stop"]
