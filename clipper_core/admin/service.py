@@ -15,6 +15,10 @@ Concurrency: the store's writes are atomic and refuse duplicates and
 dangling links by themselves; the rules that read several records before
 one write run inside the store's guard (:mod:`clipper_core.admin.guards`),
 a lock shared by every management process on that store.
+
+Read-your-writes: a configuration write returns once every live query
+frontend serves it (:mod:`clipper_core.admin.applied`), or raises
+FrontendLagError after ``apply_timeout_s`` with the write done.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ..errors import ConflictError, NotFoundError, PluginError, ValidationError
 from ..interfaces import StateStore
 from ..models import Application, InputType, ModelVersion, Replica
 from ..plugins import get_backend, notify
+from .applied import apply_timeout_from_env, wait_applied
 from .guards import Guard, guard_for
 from .replicas import merge_replicas
 from .wire import (
@@ -106,11 +111,17 @@ class AdminService:
     :param store: the cluster's state store (not closed by the service).
     :param guard: the lock for check-then-write rules; by default the one
         :func:`~clipper_core.admin.guards.guard_for` picks for the store.
+    :param apply_timeout_s: how long a configuration write waits for the
+        query frontends to serve it (0: not at all); by default
+        ``CLIPPER_APPLY_TIMEOUT_S`` or 5 s.
     """
 
-    def __init__(self, store: StateStore, *, guard: Guard | None = None) -> None:
+    def __init__(self, store: StateStore, *, guard: Guard | None = None,
+                 apply_timeout_s: float | None = None) -> None:
         self.store = store
         self.guard = guard if guard is not None else guard_for(store)
+        self.apply_timeout_s = (apply_timeout_from_env() if apply_timeout_s is None
+                                else apply_timeout_s)
 
     def handle(self, request: Request[Any]) -> Any:
         """Run ``request`` by its path (``add_app`` -> :meth:`add_app`)."""
@@ -122,11 +133,13 @@ class AdminService:
                               req.latency_slo_micros)
         self.store.add_application(app)  # atomic: ConflictError if the name exists
         notify("clipper_application_registered", application=app)
+        self._applied()
         return Done(application=app)
 
     def delete_app(self, req: DeleteApp) -> Done:
         self.store.delete_application(req.name)  # NotFoundError if absent
         notify("clipper_application_deleted", name=req.name)
+        self._applied()
         return Done()
 
     def get_all_applications(self, req: GetAllApplications) -> list[Any]:
@@ -155,10 +168,12 @@ class AdminService:
             self._check_linked_apps(model)
             self.store.add_model(model, make_current=True)
         notify("clipper_model_registered", model=model)
+        self._applied()
         return Done(model=ModelInfo(model=model, is_current_version=True))
 
     def delete_versioned_model(self, req: DeleteVersionedModel) -> Done:
         self.store.delete_model_version(req.model_name, req.model_version)
+        self._applied()
         return Done()
 
     def set_model_version(self, req: SetModelVersion) -> Done:
@@ -169,6 +184,7 @@ class AdminService:
                 self._check_linked_apps(model)
             # NotFoundError from the store when the version is not registered
             self.store.set_current_version(req.model_name, req.model_version)
+        self._applied()
         return Done()
 
     def get_all_models(self, req: GetAllModels) -> list[Any]:
@@ -210,6 +226,7 @@ class AdminService:
                     f"application '{app.name}' has input type {app.input_type.label}; they "
                     "must be the same", app_name=app.name, model_name=model_name)
             self.store.set_link(app.name, model_name)
+        self._applied()
         return Done()
 
     def delete_model_links(self, req: DeleteModelLinks) -> Done:
@@ -221,6 +238,7 @@ class AdminService:
                     f"Model '{model_name}' is not linked to application '{app.name}'",
                     app_name=app.name, model_name=model_name)
             self.store.set_link(app.name, None)
+        self._applied()
         return Done()
 
     # -- replicas ----------------------------------------------------------
@@ -240,6 +258,12 @@ class AdminService:
                      if (r.model_name, r.model_version, r.replica_id) == key), None)
 
     # -- helpers -----------------------------------------------------------
+    def _applied(self) -> None:
+        """Read-your-writes: return once every live query frontend serves the
+        store's revision (FrontendLagError after ``apply_timeout_s``)."""
+        if self.apply_timeout_s > 0:
+            wait_applied(self.store, self.store.revision(), timeout_s=self.apply_timeout_s)
+
     def _app(self, name: str) -> Application:
         app = self.store.get_application(name)
         if app is None:

@@ -31,6 +31,7 @@ from clipper_core import plugins
 from clipper_core.cache import PredictionCache
 from clipper_core.interfaces import StateStore
 from clipper_core.models import REPLICA_LEASE_S, Snapshot
+from clipper_core.stores.presence import FrontendPresence
 
 from .limits import DEFAULT_MAX_BATCH_INPUTS, DEFAULT_MAX_BODY_BYTES
 from .queues import PIPELINE_DEPTH
@@ -104,9 +105,10 @@ class QueryFrontend:
                         lambda ev: service.on_dropped(ev), pipeline_depth=self.pipeline_depth)
         service = QueryService(routes, self.cache, max_body_bytes=self.max_body,
                                poll=self.rpc.poll, max_batch_inputs=self.max_batch_inputs)
-        records = ReplicaRecords(store, self.frontend_id, pool, lease_s=self.replica_lease_s)
+        records = ReplicaRecords(store, self.frontend_id, pool, lease_s=self.replica_lease_s,
+                                 presence=FrontendPresence(store, self.frontend_id))
         sync = ConfigSync(store, routes.apply, period_s=min(1.0, self.replica_lease_s / 3),
-                          every=records.tick)
+                          every=records.tick, applied=records.applied)
         service.bind(loop)
         records.bind(loop)
         service.add_route(b"GET", "/metrics", self._metrics_route)

@@ -7,6 +7,11 @@ and readers report a record not renewed in time as disconnected, so the
 replicas of a killed frontend stop showing as connected.  A failed write
 marks the records stale; they are resynchronised as soon as the store
 answers again.  Every store call runs in the loop's executor.
+
+The frontend's own record (the configuration revision it serves, for the
+admin service's read-your-writes) is written by a
+:class:`~clipper_core.stores.presence.FrontendPresence` after each applied
+snapshot, renewed and deleted here with the replica records.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from clipper_core import plugins
 from clipper_core.interfaces import StateStore
 from clipper_core.models import REPLICA_LEASE_S
+from clipper_core.stores.presence import FrontendPresence
 
 from .replicas import ReplicaConn, ReplicaPool
 
@@ -31,8 +37,10 @@ class ReplicaRecords:
     """Writes, renews and cleans up the records of ``pool``'s replicas."""
 
     def __init__(self, store: StateStore, frontend_id: str, pool: ReplicaPool, *,
-                 lease_s: float = REPLICA_LEASE_S) -> None:
+                 lease_s: float = REPLICA_LEASE_S,
+                 presence: FrontendPresence | None = None) -> None:
         self.store = store
+        self.presence = presence
         self.frontend_id = frontend_id
         self._pool = pool
         self.lease_s = lease_s
@@ -57,12 +65,20 @@ class ReplicaRecords:
                                  record.replica_id, self.frontend_id)
             plugins.notify("clipper_replica_lost", replica=record, reason=reason)
 
+    def applied(self, revision: int) -> None:
+        """The frontend serves configuration ``revision`` now (on the loop): record it."""
+        if self.presence is not None and self._loop is not None:
+            self.presence.note(revision)
+            self._loop.run_in_executor(None, self.presence.report)
+
     async def tick(self) -> None:
         """One janitor round: resynchronise after lost writes, renew leases."""
         loop = self._loop
         assert loop is not None
         if self.stale:
             await loop.run_in_executor(None, self._sync)
+        if self.presence is not None and self.presence.stale:
+            await loop.run_in_executor(None, self.presence.report)
         if time.monotonic() - self._renewed >= self.lease_s / 3:
             self._renewed = time.monotonic()
             await loop.run_in_executor(None, self._renew)
@@ -88,6 +104,8 @@ class ReplicaRecords:
         return list(self._pool.replicas.values())
 
     def _renew(self) -> None:
+        if self.presence is not None:
+            self.presence.renew()
         replicas = self._pool.replicas
         for replica in self._connected():
             if replicas.get(replica.identity) is not replica:
@@ -121,6 +139,8 @@ class ReplicaRecords:
             log.info("replica records resynchronised with the store")
 
     def _forget(self) -> None:
+        if self.presence is not None:
+            self.presence.forget()
         for rec in self.store.list_replicas():
             if rec.frontend == self.frontend_id:
                 self.store.delete_replica(rec.model_name, rec.model_version, rec.replica_id,
