@@ -22,7 +22,9 @@ from typing import Any
 
 import httpx
 
-from .admin.client import AdminClient
+from .admin.backup import restore_replica_counts
+from .admin.client import AdminClient, base_url, tls_context
+from .admin.inputs import check_base_image, check_image_reference, check_requirements
 from .admin.local import check_predict_function
 from .admin.replica_api import ReplicaAPI, count_arg
 from .admin.replica_api import requires_connection as _connected
@@ -34,11 +36,13 @@ from .admin.wire import (
     DeleteApp,
     DeleteModelLinks,
     DeleteVersionedModel,
+    ExportConfiguration,
     GetAllApplications,
     GetAllModels,
     GetApplication,
     GetLinkedModels,
     GetModel,
+    ImportConfiguration,
     SetModelVersion,
     render,
 )
@@ -52,6 +56,8 @@ log = logging.getLogger("clipper.connection")
 DEFAULT_CACHE_SIZE = 32 * 1024 * 1024
 
 _START = "ClipperConnection.start_clipper"
+#: A CA bundle to verify the cluster's HTTPS frontends with.
+CA_BUNDLE_ENV = "CLIPPER_CA_BUNDLE"
 
 
 class ClipperConnection(ReplicaAPI):
@@ -61,10 +67,14 @@ class ClipperConnection(ReplicaAPI):
         one (``"local_process"``, ``"docker"``, ``"k8s"``, ``"nomad"``), built
         with ``manager_options``.
     :param timeout: seconds to wait for each management REST call.
+    :param ca_bundle: CA certificates of a cluster whose frontends serve
+        HTTPS (``CLIPPER_CA_BUNDLE``); given, the connection speaks HTTPS to
+        the management and query frontends and verifies them against it.
+        The admin token comes from the container manager (``connect()``).
     """
 
     def __init__(self, container_manager: Any, *, timeout: float = 30.0,
-                 **manager_options: Any) -> None:
+                 ca_bundle: str | None = None, **manager_options: Any) -> None:
         if isinstance(container_manager, str):
             from .plugins import get_container_manager
 
@@ -74,6 +84,7 @@ class ClipperConnection(ReplicaAPI):
         self.cm = container_manager
         self.connected = False
         self.timeout = timeout
+        self.ca_bundle = ca_bundle or os.environ.get(CA_BUNDLE_ENV) or None
         self._client: AdminClient | None = None
 
     def __repr__(self) -> str:
@@ -131,7 +142,7 @@ class ClipperConnection(ReplicaAPI):
         """
         self.cm.connect()
         client = AdminClient(self.cm.get_admin_addr(), token=self.cm.get_admin_token(),
-                             timeout=self.timeout)
+                             timeout=self.timeout, verify=self.ca_bundle or True)
         try:
             client.ping()
         except BaseException:
@@ -217,14 +228,11 @@ class ClipperConnection(ReplicaAPI):
         return its reference (image tag or artifact path).  Needs no connection."""
         name = validate_name("model name", name)
         version = validate_name("model version", version)
+        check_base_image(base_image)
         if not os.path.isdir(model_data_path):
             raise ValidationError(f"model_data_path {model_data_path!r} is not a directory",
                                   argument="model_data_path", value=model_data_path)
-        if pkgs_to_install is not None and (
-                isinstance(pkgs_to_install, str)
-                or not all(isinstance(p, str) for p in pkgs_to_install)):
-            raise ValidationError("pkgs_to_install must be a list of strings",
-                                  argument="pkgs_to_install", value=pkgs_to_install)
+        pkgs_to_install = check_requirements(pkgs_to_install)
         return str(self.cm.build_model(name, version, model_data_path, base_image,
                                        container_registry, pkgs_to_install))
 
@@ -256,9 +264,7 @@ class ClipperConnection(ReplicaAPI):
                      batch_size: int = -1, batching_policy: str | None = None) -> None:
         """Start ``num_replicas`` replicas of ``image`` and register the model
         version (which becomes the current version)."""
-        if not isinstance(image, str) or not image:
-            raise ValidationError("image must be a non-empty string", argument="image",
-                                  value=image)
+        check_image_reference(image)
         model = ModelVersion.create(name, version, input_type, image=image, labels=labels,
                                     batch_size=batch_size, batching_policy=batching_policy)
         count_arg("num_replicas", num_replicas)
@@ -315,6 +321,26 @@ class ClipperConnection(ReplicaAPI):
         info = self._call(GetModel(model_name=name, model_version=str(version)))
         return info.to_wire() if info is not None else None
 
+    @_connected
+    def export_configuration(self) -> dict[str, Any]:
+        """The whole configuration (applications, links, model versions, the
+        current ones, replica counts) as JSON data; see
+        :mod:`clipper_core.admin.backup`."""
+        return self._call(ExportConfiguration())
+
+    @_connected
+    def import_configuration(self, configuration: dict[str, Any],
+                             restore_replicas: bool = True) -> dict[str, Any]:
+        """Add an exported configuration to the cluster (what exists and is
+        equal is kept; a contradiction is a ConflictError); with
+        ``restore_replicas``, scale each model version with an image that
+        has fewer replicas than the export records up to that count.
+        Returns ``{"success": true, "added": [...], "present": [...]}``."""
+        summary = self._call(ImportConfiguration(configuration=dict(configuration)))
+        if restore_replicas:
+            restore_replica_counts(self, configuration)
+        return summary.to_wire()  # type: ignore[no-any-return]
+
     def stop_all(self, graceful: bool = True) -> None:
         """Stop everything the cluster started (frontends, store it owns,
         replicas); needs no connection.  Disconnects."""
@@ -349,9 +375,10 @@ class ClipperConnection(ReplicaAPI):
     @_connected
     def inspect_instance(self) -> dict[str, Any]:
         """The query frontend's metrics (``GET /metrics``) as a dict."""
-        url = f"http://{self.cm.get_query_addr()}/metrics"
+        url = f"{base_url(self.cm.get_query_addr(), https=bool(self.ca_bundle))}/metrics"
         try:
-            resp = httpx.get(url, timeout=self.timeout)
+            resp = httpx.get(url, timeout=self.timeout,
+                             verify=tls_context(self.ca_bundle or True))
             resp.raise_for_status()
             data: dict[str, Any] = resp.json()
             return data

@@ -81,6 +81,23 @@ def register_batching_policies(register: Register) -> None:
     """
 
 
+@hookspec
+def register_selection_policies(register: Register) -> None:
+    """Announce model-selection policies.
+
+    :param register: call ``register(name, factory)``; ``factory(models, params)``
+        (the application's linked model names, primary first, and its
+        ``policy_params`` dict) returns a
+        :class:`clipper_core.interfaces.SelectionPolicy`, or raises
+        :class:`clipper_core.errors.ValidationError` for bad parameters.
+    :returns: nothing.
+    Called in the management frontend to check an application's policy and
+    parameters, and once per query frontend at start-up.  An application
+    picks its policy by name (``Application.selection_policy``), defaulting
+    to ``"single"``.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Events: the cluster's configuration changed
 # ---------------------------------------------------------------------------

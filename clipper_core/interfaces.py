@@ -7,7 +7,7 @@ that a backend's own tests subclass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from .models import (
@@ -203,3 +203,41 @@ class BatchingPolicy(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Current state for ``/metrics`` (e.g. the current maximum)."""
+
+
+@runtime_checkable
+class SelectionPolicy(Protocol):
+    """Chooses and combines an application's models, and learns from feedback.
+
+    Clipper's shape (paper, section 5): ``select`` -> models, ``combine`` ->
+    (output, confidence), ``observe`` -> new state.  Built by the plugin's
+    factory ``factory(models, params)`` once per application per process
+    (query frontends, management frontend).  The *state* is a JSON-able dict
+    the policy never stores itself: the query frontend keeps it in the state
+    store (per application, or per ``uid`` with ``per_uid: true``) and passes
+    the copy it holds.  ``select``, ``shadows`` and ``combine`` run on the
+    query frontend's event loop for every query: keep them cheap; ``observe``
+    runs in a worker thread for each feedback.
+    """
+
+    def init_state(self) -> dict[str, Any]:
+        """The state before any feedback."""
+
+    def select(self, state: Mapping[str, Any], query: Any) -> list[str]:
+        """The linked models whose answers the query waits for (at least one)."""
+
+    def shadows(self, state: Mapping[str, Any], query: Any) -> list[str]:
+        """Models that also get the input but are never waited for."""
+
+    def combine(self, state: Mapping[str, Any], query: Any,
+                outputs: Mapping[str, Any]) -> tuple[Any, float]:
+        """One answer and its confidence in [0, 1] from the models that
+        answered in time (``outputs``: model name -> output, never empty)."""
+
+    def observe(self, state: Mapping[str, Any], query: Any, label: float,
+                outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The new state after feedback ``label`` for ``query``, given the
+        outputs of the models ``select`` chose for it."""
+
+    def weights(self, state: Mapping[str, Any]) -> dict[str, float]:
+        """Each model's current weight or selection share (for metrics)."""

@@ -33,9 +33,11 @@ DEFAULT_PLUGINS = (
     "clipper_core.stores.sqlite",
     "clipper_core.stores.redis",
     "clipper_core.batching",
+    "clipper_core.selection",
 )
 
-KINDS = ("container_managers", "state_stores", "registries", "batching_policies")
+KINDS = ("container_managers", "state_stores", "registries", "batching_policies",
+         "selection_policies")
 
 
 @attrs.frozen(kw_only=True)

@@ -104,7 +104,8 @@ def test_no_section_or_test_for_a_hook_that_does_not_exist() -> None:
 
 
 SUITES = {"container_managers": "container_manager", "state_stores": "state_store",
-          "registries": "registry", "batching_policies": "batching_policy"}
+          "registries": "registry", "batching_policies": "batching_policy",
+          "selection_policies": "selection_policy"}
 
 
 @pytest.mark.parametrize("kind", plugins.KINDS)

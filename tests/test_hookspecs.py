@@ -21,7 +21,13 @@ from test_connection import AddressManager, ManagementProcess
 from clipper_core import plugins
 from clipper_core.connection import ClipperConnection
 from clipper_core.hookspecs import hookimpl
-from clipper_core.interfaces import BatchingPolicy, ContainerManager, ModelRegistry, StateStore
+from clipper_core.interfaces import (
+    BatchingPolicy,
+    ContainerManager,
+    ModelRegistry,
+    SelectionPolicy,
+    StateStore,
+)
 from clipper_core.models import Application, InputType, ModelVersion, Replica
 from clipper_core.plugins import build_plugin_manager, get_backend, open_store
 from clipper_core.stores.memory import MemoryStateStore
@@ -203,6 +209,31 @@ def test_hook_register_batching_policies(registered: Any, admin: TestClient) -> 
     policy = get_backend("batching_policies", model.policy_name).factory(model)
     assert isinstance(policy, BatchingPolicy)
     assert policy.max_batch_size() == 4
+
+
+def test_hook_register_selection_policies(registered: Any) -> None:
+    from clipper_core.errors import PluginError
+    from clipper_core.selection import PolicyBase, build_policy
+
+    class AlwaysLast(PolicyBase):
+        name = "always-last"
+
+        def select(self, state: Any, query: Any) -> list[str]:
+            return [self.models[-1]]
+
+    with pytest.raises(PluginError, match="always-last"):
+        build_policy("always-last", ("a", "b"))
+
+    class Plugin:
+        @hookimpl
+        def register_selection_policies(self, register: Any) -> None:
+            register("always-last", AlwaysLast)
+
+    registered(Plugin())
+    policy = build_policy("always-last", ("a", "b"))
+    assert isinstance(policy, SelectionPolicy)
+    assert policy.select(policy.init_state(), None) == ["b"]
+    assert "always-last" in plugins.backends("selection_policies")
 
 
 # -- configuration events -----------------------------------------------------

@@ -9,6 +9,7 @@ names, and reads a success with the request's ``response_from_wire``.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, TypeVar
 
 import httpx
@@ -22,15 +23,22 @@ R = TypeVar("R")
 class AdminClient:
     """An HTTP client of one management frontend.
 
-    :param addr: ``host:port`` of the management frontend.
+    :param addr: ``host:port`` of the management frontend (plain HTTP), or
+        ``https://host:port`` / ``http://host:port``.
     :param token: bearer token, if the frontend wants one.
     :param timeout: seconds to wait for each call.
+    :param verify: how HTTPS is verified: True (the system's CAs), the path of
+        a CA bundle (a cluster's own CA), or an ``ssl.SSLContext``.  A CA
+        bundle alone makes a bare ``host:port`` HTTPS.
     """
 
-    def __init__(self, addr: str, *, token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, addr: str, *, token: str | None = None, timeout: float = 30.0,
+                 verify: bool | str | ssl.SSLContext = True) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.addr = addr
-        self._http = httpx.Client(base_url=f"http://{addr}", headers=headers, timeout=timeout)
+        self.base_url = base_url(addr, https=isinstance(verify, (str, ssl.SSLContext)))
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
+                                  verify=tls_context(verify))
 
     def close(self) -> None:
         self._http.close()
@@ -54,6 +62,22 @@ class AdminClient:
         if resp.status_code >= 400:
             raise _error(resp)
         return resp.json()
+
+
+def base_url(addr: str, *, https: bool = False) -> str:
+    """``addr`` with a scheme: kept when given, else ``https://`` when
+    ``https``, else ``http://``."""
+    if "://" in addr:
+        return addr.rstrip("/")
+    return f"{'https' if https else 'http'}://{addr}"
+
+
+def tls_context(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """What httpx's ``verify`` gets: a context trusting the CA bundle at
+    ``verify`` when it is a path, else ``verify`` itself."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 def _error(resp: httpx.Response) -> ClipperException:

@@ -32,7 +32,9 @@ from ..interfaces import StateStore
 from ..models import Application, InputType, ModelVersion, Replica
 from ..plugins import get_backend, notify
 from .applied import apply_timeout_from_env, wait_applied
+from .backup import ImportSummary, export_configuration, import_configuration
 from .guards import Guard, guard_for
+from .inputs import check_image_reference
 from .replicas import merge_replicas
 from .wire import (
     AddApp,
@@ -42,6 +44,7 @@ from .wire import (
     DeleteModelLinks,
     DeleteVersionedModel,
     Done,
+    ExportConfiguration,
     GetAllApplications,
     GetAllContainers,
     GetAllModels,
@@ -49,6 +52,7 @@ from .wire import (
     GetContainer,
     GetLinkedModels,
     GetModel,
+    ImportConfiguration,
     ModelInfo,
     Request,
     SetModelVersion,
@@ -159,6 +163,8 @@ class AdminService:
                                     image=req.image, labels=list(req.labels),
                                     batch_size=req.batch_size,
                                     batching_policy=req.batching_policy)
+        if model.image is not None:
+            check_image_reference(model.image)
         check_batching_policy(model.batching_policy)
         with self.guard():
             if self.store.get_model(model.name, model.version) is not None:
@@ -256,6 +262,14 @@ class AdminService:
         key = (req.model_name, req.model_version, req.replica_id)
         return next((r for r in self._replicas()
                      if (r.model_name, r.model_version, r.replica_id) == key), None)
+
+    # -- the whole configuration (clipper_core.admin.backup) ----------------
+    def export_configuration(self, req: ExportConfiguration) -> dict[str, Any]:
+        return export_configuration(self.store)
+
+    def import_configuration(self, req: ImportConfiguration) -> ImportSummary:
+        with self.guard():
+            return import_configuration(self.store, req.configuration)
 
     # -- helpers -----------------------------------------------------------
     def _applied(self) -> None:

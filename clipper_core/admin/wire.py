@@ -358,8 +358,38 @@ class GetContainer(Request["Replica | None"]):
         return _optional(Replica.from_wire, data)  # type: ignore[no-any-return]
 
 
+@attrs.frozen(kw_only=True)
+class ExportConfiguration(Request[dict[str, Any]]):
+    """The whole configuration as JSON data (``/admin/export_configuration``;
+    :mod:`clipper_core.admin.backup`)."""
+
+    path: ClassVar[str] = "export_configuration"
+
+    @classmethod
+    def from_wire(cls, body: Mapping[str, Any]) -> ExportConfiguration:
+        return cls()
+
+
+@attrs.frozen(kw_only=True)
+class ImportConfiguration(Request[Any]):
+    """Add an exported configuration to the store (``/admin/import_configuration``)."""
+
+    path: ClassVar[str] = "import_configuration"
+    writes: ClassVar[bool] = True
+    configuration: dict[str, Any]
+
+    @classmethod
+    def from_wire(cls, body: Mapping[str, Any]) -> ImportConfiguration:
+        return cls(configuration=field(body, "configuration", dict))
+
+    def response_from_wire(self, data: Any) -> Any:
+        from .backup import ImportSummary
+
+        return ImportSummary.from_wire(data)
+
+
 #: Every ``POST /admin/{path}`` endpoint: path -> request class.
 REQUESTS: dict[str, type[Request[Any]]] = {cls.path: cls for cls in (
     AddApp, DeleteApp, AddModel, DeleteVersionedModel, AddModelLinks, DeleteModelLinks,
     SetModelVersion, GetAllApplications, GetApplication, GetLinkedModels, GetAllModels,
-    GetModel, GetAllContainers, GetContainer)}
+    GetModel, GetAllContainers, GetContainer, ExportConfiguration, ImportConfiguration)}

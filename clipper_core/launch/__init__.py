@@ -2,7 +2,8 @@
 
 :mod:`.processes` describes each program (command line, environment,
 ports, secrets), :mod:`.replicas` waits for new replicas to connect, and
-:mod:`.images` names the project's images and finds a model image builder.
+:mod:`.images` names the project's images and finds a model image builder,
+:mod:`.store` says how a cluster's Redis runs (durable, with a password).
 Container managers keep only placement: where and how these run.
 """
 
@@ -25,10 +26,12 @@ from .processes import (
     MANAGEMENT_PORT,
     MODEL_PATH,
     QUERY_PORT,
+    QUERY_TOKEN_ENV,
     REPLICA_ENV_KEYS,
     ROLE_MANAGEMENT,
     ROLE_QUERY,
     ROLE_REPLICA,
+    ROLE_STORE,
     RPC_PORT,
     ClusterSecrets,
     ProcessSpec,
@@ -41,11 +44,13 @@ from .processes import (
     replica_process,
 )
 from .replicas import ReplicaWait, admin_replicas, store_replicas, wait_for_replicas
+from .store import REDIS_DATA_DIR, RedisServer
 
 __all__ = [
     "ADMIN_TOKEN_ENV", "DEFAULT_CACHE_SIZE", "DEFAULT_IMAGES", "IMAGE_ROLE_LABEL", "IMAGE_TITLE",
     "IMAGE_TITLE_LABEL", "MANAGEMENT_PORT", "MODEL_PATH", "QUERY_PORT", "REPLICA_ENV_KEYS",
-    "ROLE_MANAGEMENT", "ROLE_QUERY", "ROLE_REPLICA", "RPC_PORT", "ClusterSecrets",
+    "ROLE_MANAGEMENT", "ROLE_QUERY", "ROLE_REPLICA", "ROLE_STORE", "RPC_PORT", "ClusterSecrets",
+    "QUERY_TOKEN_ENV", "REDIS_DATA_DIR", "RedisServer",
     "ModelImageBuilder", "ignored_parameter", "ProcessSpec", "ProjectImages", "ReadyCheck", "ReplicaWait",
     "RpcTargets", "Secret", "admin_replicas", "get_image_builder", "is_project_image",
     "management_process", "query_process", "replica_id", "replica_process", "store_replicas",

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from ..models import InputType
+from ..secrets import STORE_PASSWORD_ENV, split_password
 
 #: Ports every manager uses unless told otherwise (Clipper's).
 QUERY_PORT = 1337
@@ -50,6 +51,9 @@ REPLICA_ENV_KEYS = ("CLIPPER_MODEL_NAME", "CLIPPER_MODEL_VERSION", "CLIPPER_INPU
                     "CLIPPER_REPLICA_ID")
 #: Environment variables that carry secrets (their ``_FILE`` forms too).
 ADMIN_TOKEN_ENV = "CLIPPER_ADMIN_TOKEN"
+QUERY_TOKEN_ENV = "CLIPPER_QUERY_TOKEN"
+#: The Redis a cluster starts (:mod:`clipper_core.launch.store`) reads its password here too.
+ROLE_STORE = "store"
 
 Port = int | str
 
@@ -89,9 +93,16 @@ class ClusterSecrets:
 
     :param admin_token: bearer token protecting ``/admin/*`` (the management
         frontend checks it; clients send it).
+    :param store_password: the state store's password (Redis ``requirepass``):
+        the frontends add it to their ``--store`` URL, the Redis a manager
+        starts reads it (``CLIPPER_STORE_PASSWORD``).
+    :param query_token: bearer token the query frontends require on every
+        request but the health checks (None: the query API is open).
     """
 
     admin_token: str | None = attrs.field(default=None, repr=False)
+    store_password: str | None = attrs.field(default=None, repr=False)
+    query_token: str | None = attrs.field(default=None, repr=False)
 
     def for_role(self, role: str) -> tuple[Secret, ...]:
         """The secrets the program of ``role`` (``ROLE_*``) needs."""
@@ -99,7 +110,21 @@ class ClusterSecrets:
         if self.admin_token and role == ROLE_MANAGEMENT:
             out.append(Secret(env=ADMIN_TOKEN_ENV, value=self.admin_token,
                               file_name="admin_token"))
+        if self.store_password and role in (ROLE_MANAGEMENT, ROLE_QUERY, ROLE_STORE):
+            out.append(Secret(env=STORE_PASSWORD_ENV, value=self.store_password,
+                              file_name="store_password"))
+        if self.query_token and role == ROLE_QUERY:
+            out.append(Secret(env=QUERY_TOKEN_ENV, value=self.query_token,
+                              file_name="query_token"))
         return tuple(out)
+
+    def with_store_url(self, store_url: str) -> tuple[str, ClusterSecrets]:
+        """``store_url`` without its password, and these secrets carrying it:
+        a password written into a store URL moves out of argv."""
+        bare, password = split_password(store_url)
+        if password is None or password == self.store_password:
+            return bare, self
+        return bare, attrs.evolve(self, store_password=password)
 
 
 @attrs.frozen(kw_only=True)
@@ -159,7 +184,9 @@ def management_process(*, store_url: str, host: str = "0.0.0.0",
                        port: Port = MANAGEMENT_PORT,
                        secrets: ClusterSecrets = ClusterSecrets(),
                        extra_args: Sequence[str] = ()) -> ProcessSpec:
-    """The management frontend: ``--store URL --host H --port P``."""
+    """The management frontend: ``--store URL --host H --port P`` (a password
+    in ``store_url`` travels as a secret instead)."""
+    store_url, secrets = secrets.with_store_url(store_url)
     own = secrets.for_role(ROLE_MANAGEMENT)
     return ProcessSpec(
         role=ROLE_MANAGEMENT, module=MANAGEMENT_MODULE,
@@ -176,8 +203,10 @@ def query_process(*, store_url: str, frontend_id: str, host: str = "0.0.0.0",
     """A query frontend: the flags of ``clipper_frontends.query.main``.
 
     ``rpc_host`` defaults to ``host``; ``frontend_id`` names the frontend in
-    replica records (unique within the cluster).
+    replica records (unique within the cluster).  A password in ``store_url``
+    travels as a secret.
     """
+    store_url, secrets = secrets.with_store_url(store_url)
     return ProcessSpec(
         role=ROLE_QUERY, module=QUERY_MODULE,
         args=("--store", store_url, "--host", host, "--port", str(port),

@@ -38,6 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from clipper_core import logs
+from clipper_core.admin.backup import write_backup
 from clipper_core.admin.service import AdminService
 from clipper_core.admin.wire import REQUESTS, render
 from clipper_core.admin.wire import Request as AdminRequest
@@ -50,7 +51,9 @@ from clipper_core.errors import (
 )
 from clipper_core.interfaces import StateStore
 from clipper_core.plugins import get_backend, list_plugins, open_store
+from clipper_core.secrets import read_secret, redact, redact_url, store_url_from_env
 
+from . import trust
 from .http import MAX_BODY_BYTES, error_response, json_response, read_json_object
 
 log = logging.getLogger("clipper.management")
@@ -75,6 +78,8 @@ class _StoreHolder:
         self.store: StateStore | None = None if isinstance(store, str) else store
         self._service: AdminService | None = None
         self.open_lock = threading.Lock()
+        #: Where the configuration backup is kept (None: no backup file).
+        self.backup_path: str | None = None
 
     def get(self) -> StateStore:
         """The open store; opens it now if the lifespan could not."""
@@ -106,20 +111,26 @@ def _open(url: str) -> StateStore:
     except (StoreUnavailableError, PluginError):
         raise
     except Exception as exc:  # noqa: BLE001 - any driver error means "cannot reach it"
-        raise StoreUnavailableError(f"State store {url} cannot be opened: {exc}",
-                                    url=url) from exc
+        raise StoreUnavailableError(redact(f"State store {url} cannot be opened: {exc}"),
+                                    url=redact_url(url)) from exc
 
 
 def _call(holder: _StoreHolder, request: AdminRequest[Any]) -> Any:
     """Run ``request`` on the service (in a worker thread); JSON data back."""
     try:
-        return render(holder.service().handle(request))
+        result = render(holder.service().handle(request))
     except ClipperException:
         raise
     except (ConnectionError, OSError, TimeoutError) as exc:
         raise StoreUnavailableError(
-            f"State store {holder.url} is unavailable: {exc}; nothing was changed",
-            url=holder.url) from exc
+            redact(f"State store {holder.url} is unavailable: {exc}; nothing was changed"),
+            url=redact_url(holder.url)) from exc
+    if request.writes and holder.backup_path:
+        try:
+            write_backup(holder.backup_path, holder.get())
+        except (ClipperException, OSError) as exc:
+            log.warning("Could not update the backup %s: %s", holder.backup_path, exc)
+    return result
 
 
 def _token_guard(token: str | None) -> Guard:
@@ -172,7 +183,7 @@ def _other_routes(holder: _StoreHolder, guard: Guard) -> list[Route]:
             await run_in_threadpool(lambda: holder.get().ping())
         except ClipperException as exc:
             return error_response(exc)
-        return json_response({"status": "ok", "store": holder.url})
+        return json_response({"status": "ok", "store": redact_url(holder.url)})
 
     async def plugins(request: Request) -> Response:
         denied = await guard(request)
@@ -204,15 +215,19 @@ def _other_routes(holder: _StoreHolder, guard: Guard) -> list[Route]:
 
 
 def create_app(store: StateStore | str, *, token: str | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+               max_body_bytes: int = MAX_BODY_BYTES, backup_path: str | None = None) -> Starlette:
     """Build the management frontend for ``store`` (an open StateStore, or a
     URL opened at start-up and closed at shut-down).
 
     :param token: when set, every ``/admin/*`` request needs
         ``Authorization: Bearer <token>`` (else 401 and nothing changes).
     :param max_body_bytes: larger request bodies are refused with 413.
+    :param backup_path: after every configuration change, the whole
+        configuration is exported into this file (0600; the previous one
+        kept as ``<path>.1``); restore with ``python -m clipper_core.admin.backup``.
     """
     holder = _StoreHolder(store)
+    holder.backup_path = backup_path
     guard = _token_guard(token)
 
     @contextlib.asynccontextmanager
@@ -244,19 +259,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
     logs.add_arguments(parser)
+    trust.add_arguments(parser)
     args = parser.parse_args(argv)
+    args.store = store_url_from_env(args.store)
     if not args.store:
         parser.error("--store URL is required (or set CLIPPER_STORE)")
     try:
         get_backend("state_stores", args.store.split("://", 1)[0])
     except PluginError as exc:
-        parser.error(f"--store {args.store}: {exc}")
+        parser.error(f"--store {redact_url(args.store)}: {exc}")
     logs.configure(args.log_level, args.log_format)
     loaded = ", ".join(f"{p.name} ({p.distribution} {p.version})" for p in list_plugins())
     log.info("clipper management frontend on %s:%d, store %s; plugins: %s",
-             args.host, args.port, args.store, loaded)
-    token = os.environ.get(TOKEN_ENV) or None
-    app = create_app(args.store, token=token, max_body_bytes=args.max_body_bytes)
+             args.host, args.port, redact_url(args.store), loaded)
+    token = read_secret(TOKEN_ENV)
+    trust.redact_logs(args.store, token)
+    app = create_app(args.store, token=token, max_body_bytes=args.max_body_bytes,
+                     backup_path=args.backup)
 
     import uvicorn
 
@@ -265,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     # The same header, keep-alive and connection limits as the query
     # frontend's, as far as uvicorn enforces them (README.md, "Limits").
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower(),
-                access_log=False, log_config=None, **uvicorn_settings(raise_nofile_limit()))
+                access_log=False, log_config=None, **uvicorn_settings(raise_nofile_limit()),
+                **trust.uvicorn_tls(args))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ import os
 
 from clipper_core import plugins
 from clipper_core.models import REPLICA_LEASE_S
+from clipper_core.secrets import store_url_from_env
 
+from .. import trust
 from ..serving_limits import raise_nofile_limit
 from . import limits
 from .frontend import DEFAULT_CACHE_SIZE, QueryFrontend
@@ -22,7 +24,9 @@ log = logging.getLogger("clipper.query")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m clipper_frontends.query",
                                      description="Clipper query frontend")
-    parser.add_argument("--store", required=True, help="state store URL")
+    parser.add_argument("--store", default=None,
+                        help="state store URL (default: env CLIPPER_STORE_URL or its _FILE; "
+                             "a password comes from env CLIPPER_STORE_PASSWORD or its _FILE)")
     parser.add_argument("--host", default="0.0.0.0", help="HTTP address to listen on")
     parser.add_argument("--port", type=int, default=1337, help="HTTP port")
     parser.add_argument("--rpc-host", default="0.0.0.0",
@@ -50,12 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the built-in httptools server (default) or uvicorn (ASGI)")
     parser.add_argument("--log-level", default=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"))
     limits.add_arguments(parser)
+    trust.add_arguments(parser, backup=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.store = store_url_from_env(args.store)
+    if not args.store:
+        parser.error("--store URL is required (or set CLIPPER_STORE_URL)")
+    try:
+        tls = trust.ssl_context(args)
+    except (ValueError, OSError) as exc:
+        parser.error(f"--tls-cert/--tls-key: {exc}")
     if args.pipeline_depth < 1:
         parser.error(f"--pipeline-depth must be at least 1, got {args.pipeline_depth}")
     try:
@@ -64,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    trust.redact_logs(args.store)
     frontend = QueryFrontend(args.store, rpc_host=args.rpc_host, rpc_port=args.rpc_port,
                              cache_size=args.cache_size, frontend_id=args.frontend_id,
                              max_body_bytes=http_limits.max_body_bytes,
@@ -77,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.http_server == "builtin":
         from .httpserver import serve
 
-        serve(frontend, args.host, args.port, limits=http_limits)
+        serve(frontend, args.host, args.port, limits=http_limits, ssl=tls)
         return
     import uvicorn
 
@@ -91,4 +104,4 @@ def main(argv: list[str] | None = None) -> None:
                 loop="uvloop", http="httptools", lifespan="on", log_level="warning",
                 access_log=False, proxy_headers=False, server_header=False, date_header=False,
                 backlog=2048, limit_concurrency=http_limits.connections(nofile),
-                timeout_keep_alive=math.ceil(http_limits.keep_alive_s))
+                timeout_keep_alive=math.ceil(http_limits.keep_alive_s), **trust.uvicorn_tls(args))

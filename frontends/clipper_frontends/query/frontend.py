@@ -31,6 +31,7 @@ from clipper_core import plugins
 from clipper_core.cache import PredictionCache
 from clipper_core.interfaces import StateStore
 from clipper_core.models import REPLICA_LEASE_S, Snapshot
+from clipper_core.secrets import redact_url
 from clipper_core.stores.presence import FrontendPresence
 
 from .limits import DEFAULT_MAX_BATCH_INPUTS, DEFAULT_MAX_BODY_BYTES
@@ -162,7 +163,7 @@ class QueryFrontend:
         return {
             "frontend_id": self.frontend_id,
             "uptime_s": round(time.time() - self.started_at, 1),
-            "store": {"url": getattr(self.store, "url", str(self._store_arg)),
+            "store": {"url": redact_url(getattr(self.store, "url", str(self._store_arg))),
                       "healthy": bool(sync and sync.healthy),
                       "error": sync.error if sync else "",
                       "revision": snap.revision if snap else None},

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import signal
 import time
+from ssl import SSLContext
 from typing import TYPE_CHECKING, Any
 
 from ..serving_limits import raise_nofile_limit
@@ -49,8 +50,11 @@ class QueryHTTPServer:
     """Listens, tracks the connections, enforces their deadlines, drains on stop."""
 
     def __init__(self, frontend: QueryFrontend, host: str, port: int, *, backlog: int = 2048,
-                 limits: HTTPLimits | None = None, drain_s: float = 5.0) -> None:
+                 limits: HTTPLimits | None = None, drain_s: float = 5.0,
+                 ssl: SSLContext | None = None) -> None:
         self.frontend = frontend
+        #: HTTPS with this context (``--tls-cert``/``--tls-key``); None: plain HTTP
+        self.ssl = ssl
         self.host = host
         self.port = port
         self.backlog = backlog
@@ -73,7 +77,7 @@ class QueryHTTPServer:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: QueryProtocol(service, self), self.host, self.port,
-            backlog=self.backlog, reuse_address=True)
+            backlog=self.backlog, reuse_address=True, ssl=self.ssl)
         self._sweeper = loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:
@@ -127,7 +131,8 @@ class QueryHTTPServer:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        log.info("query frontend listening on http://%s:%d", self.host, self.port)
+        log.info("query frontend listening on %s://%s:%d", "https" if self.ssl else "http",
+                 self.host, self.port)
         await stop.wait()
         log.info("stopping: draining %d connections", len(self.connections))
         await self.stop()
