@@ -22,6 +22,8 @@ from typing import Any
 
 import attrs
 
+from clipper_core.secrets import write_private
+
 CONFIG_FILE = "cluster.json"
 TOKEN_FILE = "admin_token"
 
@@ -78,7 +80,7 @@ class ClusterConfig:
 
     def save(self, state_dir: Path) -> None:
         """Write ``cluster.json`` into ``state_dir``."""
-        (state_dir / CONFIG_FILE).write_text(json.dumps(self.to_json(), indent=1))
+        write_private(state_dir / CONFIG_FILE, json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def load(cls, state_dir: Path) -> ClusterConfig | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clipper_core import launch
+from clipper_core.admin.inputs import check_requirements
 from clipper_core.errors import ClipperException, ClusterStartError, ContainerError
 from clipper_core.models import InputType, ReplicaStatus, validate_name
 
@@ -34,6 +35,9 @@ from .processes import ProcessInfo, ProcessTable
 from .registry import DirectoryRegistry
 
 log = logging.getLogger("clipper.local_process")
+
+#: How ``build_model`` names an artifact of the cluster's own registry.
+LOCAL_REFERENCE = "local/"
 
 DEFAULT_CACHE_SIZE = launch.DEFAULT_CACHE_SIZE
 _DEFAULT_IMAGES = ("default", "clipper/query_frontend", "clipper/management_frontend",
@@ -134,7 +138,8 @@ class LocalProcessContainerManager:
                 f"{self.state_dir}); connect() to it or stop it first",
                 cluster=self.cluster_name)
         self._clean_stale()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)  # state, logs and secrets: the owner's only
         config = ClusterConfig(
             cluster_name=self.cluster_name, cluster_id=uuid.uuid4().hex, host=self.host,
             query_port=self.query_port, management_port=self.management_port,
@@ -244,11 +249,16 @@ class LocalProcessContainerManager:
                     pkgs_to_install: list[str] | None = None) -> str:
         """Copy the model directory (and, with ``pkgs_to_install``, make a
         virtual environment holding them) into a versioned artifact; return
-        its path.  ``container_registry`` is a directory to publish into
-        (default: the cluster's state dir).  ``base_image`` is ignored: the
-        installed ``clipper_core.runtime`` runs the model."""
+        its reference: ``local/<name>:<version>`` in the cluster's own
+        registry (its state dir), which ``deploy_model`` resolves there and
+        nowhere else; with ``container_registry`` (a directory to publish
+        into) the artifact's path, which only this manager's own API takes
+        (the admin boundary accepts image references, not paths).
+        ``base_image`` is ignored: the installed ``clipper_core.runtime`` runs
+        the model; ``pkgs_to_install`` must be requirement specifiers."""
         name = validate_name("model name", name)
         version = validate_name("model version", version)
+        pkgs_to_install = check_requirements(pkgs_to_install)
         if not _is_default_image(base_image) and not str(base_image).startswith("clipper/"):
             log.info("local_process ignores base_image %r", base_image)
         registry = DirectoryRegistry(container_registry or self.state_dir / "models")
@@ -256,7 +266,16 @@ class LocalProcessContainerManager:
                                 pkgs_to_install, self.python, self.progress)
         path = registry.publish(name, version, str(staged))
         self.progress(f"Built model {name}:{version} at {path}")
-        return path
+        return path if container_registry else f"{LOCAL_REFERENCE}{name}:{version}"
+
+    def resolve_artifact(self, image: str) -> Artifact:
+        """The artifact ``image`` names: ``local/<name>:<version>`` in the
+        cluster's registry, else an artifact or model directory path."""
+        if image.startswith(LOCAL_REFERENCE):
+            name, _, version = image[len(LOCAL_REFERENCE):].rpartition(":")
+            registry = DirectoryRegistry(self.state_dir / "models")
+            return Artifact.load(str(registry.path_for(name, version)))
+        return Artifact.load(image)
 
     def _replicas(self, name: str | None = None, version: str | None = None) -> list[ProcessInfo]:
         labels = {"kind": "replica"}
@@ -298,7 +317,7 @@ class LocalProcessContainerManager:
             return
         if num_replicas == len(by_index):
             return
-        artifact = Artifact.load(image)
+        artifact = self.resolve_artifact(image)
         itype = InputType.parse(input_type)
         used = {int(p.labels.get("index", "0")) for p in by_index}
         started: list[str] = []

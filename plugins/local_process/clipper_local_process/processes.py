@@ -103,10 +103,15 @@ class ProcessTable:
         for key, value in {"name": name, **(labels or {})}.items():
             argv += ["--label", f"{key}={value}"]
         full_env = {**env, CLUSTER_ID_ENV: self.cluster_id, "PYTHONUNBUFFERED": "1"}
-        with open(self.logs_dir / f"{name}.supervisor.log", "ab") as out:
+        supervisor_log = self.logs_dir / f"{name}.supervisor.log"
+        with open(os.open(supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                  "ab") as out:
+            # umask 077: every file the process makes (status, logs, the
+            # SQLite store) is readable by the owner only
             proc = subprocess.Popen(argv + ["--", *command], env=full_env,
                                     stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    umask=0o077)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             info = self.get(name)

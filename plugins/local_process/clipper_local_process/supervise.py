@@ -34,14 +34,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clipper_core.secrets import write_private
+
 _PR_SET_PDEATHSIG = 1
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` to ``path`` so readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec

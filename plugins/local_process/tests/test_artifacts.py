@@ -40,8 +40,9 @@ def test_the_backends_implement_the_core_protocols(manager, tmp_path):
 
 def test_build_model_makes_a_versioned_copy(manager, model_dir, tmp_path):
     ref = manager.build_model("m", "1", str(model_dir), "default")
-    assert ref == str((tmp_path / "state" / "models" / "m" / "1").resolve())
-    art = Artifact.load(ref)
+    assert ref == "local/m:1"
+    art = manager.resolve_artifact(ref)
+    assert art.path == (tmp_path / "state" / "models" / "m" / "1").resolve()
     assert (art.model_path / "predict.py").is_file()
     assert (art.model_path / "pkg" / "data.txt").read_text() == "weights"
     assert not (art.model_path / "__pycache__").exists()
@@ -59,7 +60,7 @@ def test_rebuild_replaces_the_version_and_keeps_others(manager, model_dir):
     again = manager.build_model("m", "1", str(model_dir), "default")
     two = manager.build_model("m", "2", str(model_dir), "default")
     assert one == again and one != two
-    assert (Artifact.load(again).model_path / "extra.txt").exists()
+    assert (manager.resolve_artifact(again).model_path / "extra.txt").exists()
     assert not list((manager.state_dir / "models").glob(".staging-*"))
 
 
@@ -74,7 +75,8 @@ def test_build_into_a_registry_directory(manager, model_dir, tmp_path):
 
 
 def test_publish_copies_an_artifact_from_elsewhere(manager, model_dir, tmp_path):
-    ref = manager.build_model("m", "1", str(model_dir), "default")
+    ref = str(manager.resolve_artifact(manager.build_model("m", "1", str(model_dir),
+                                                           "default")).path)
     other = DirectoryRegistry(tmp_path / "other")
     copied = other.publish("m", "1", ref)
     assert copied != ref and other.exists(copied) and Artifact.load(ref)
@@ -93,8 +95,8 @@ def test_bad_names_are_rejected(manager, model_dir):
 def test_pip_failure_is_a_build_error_with_pips_output(manager, model_dir):
     with pytest.raises(BuildError, match="pip install") as info:
         manager.build_model("m", "1", str(model_dir), "default",
-                            pkgs_to_install=["./definitely-not-a-package-dir"])
-    assert "definitely-not-a-package-dir" in str(info.value)
+                            pkgs_to_install=["definitely-not-a-package-clipper-xyz"])
+    assert "definitely-not-a-package-clipper-xyz" in str(info.value)
     assert not list((manager.state_dir / "models").glob(".staging-*"))
 
 
@@ -102,3 +104,9 @@ def test_a_plain_model_dir_runs_as_is_but_an_image_cannot(model_dir):
     assert Artifact.load(str(model_dir)).model_path == model_dir
     with pytest.raises(ContainerError, match="cannot run 'clipper/noop:1'"):
         Artifact.load("clipper/noop:1")
+
+
+def test_build_refuses_pip_options_and_paths(manager, model_dir):
+    for bad in ("./definitely-not-a-package-dir", "--index-url=http://x", "numpy\nx"):
+        with pytest.raises(ValidationError, match="pkgs_to_install"):
+            manager.build_model("m", "1", str(model_dir), "default", pkgs_to_install=[bad])
