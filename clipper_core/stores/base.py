@@ -21,8 +21,11 @@ from ..models import Application, InputType, ModelVersion, Replica
 
 log = logging.getLogger("clipper.stores")
 
-#: Seconds between two revision polls of a watcher thread.
-DEFAULT_POLL_INTERVAL = 0.15
+#: Seconds between two revision polls of a watcher thread: a one-row read.
+#: A query frontend sees another process's write within it, and an admin
+#: write waits for the frontends to serve it (read-your-writes), so it is
+#: short.
+DEFAULT_POLL_INTERVAL = 0.05
 
 
 class BaseStateStore:

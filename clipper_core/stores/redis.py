@@ -5,7 +5,7 @@
 ``ssl_keyfile``).  Every key starts with ``prefix`` (default ``clipper``), so
 several clusters can share one Redis without seeing each other.  Other query
 options: ``timeout`` (socket timeout, seconds, default 2), ``connect_timeout``
-(default 1), ``poll`` (watch poll interval, default 0.15).
+(default 1), ``poll`` (watch poll interval, default 0.05).
 
 Layout under ``{prefix}:``: ``revision`` (counter), ``apps`` (name -> JSON),
 ``links`` (app -> model), ``models`` (``["name","version"]`` -> JSON),

@@ -4,11 +4,11 @@ One SQLite file in WAL mode, shared safely by every process of a cluster
 (management frontend, query frontends, the CLI).  Writes run in ``BEGIN
 IMMEDIATE`` transactions with a busy timeout; each thread has its own
 connection.  A single ``revision`` row is bumped by every configuration
-write, and watchers poll it (a one-row read) every 150 ms, so a change made by
+write, and watchers poll it (a one-row read) every 50 ms, so a change made by
 another process is seen well within a second.
 
 Options in the query string: ``timeout`` (busy timeout in seconds, default
-5), ``poll`` (watch poll interval in seconds, default 0.15).
+5), ``poll`` (watch poll interval in seconds, default 0.05).
 """
 
 from __future__ import annotations
