@@ -71,6 +71,25 @@ class StateStore(Protocol):
         """Link ``app_name`` to ``model_name`` (None unlinks).  NotFoundError if
         either is unknown; the caller checks input types and prior links."""
 
+    # -- model selection -----------------------------------------------------
+    def set_selection(self, app: Application) -> None:
+        """Store ``app``'s linked models (``linked_model`` the primary, then
+        ``other_models``) and its selection policy, parameters and confidence
+        threshold.  NotFoundError if the app or one of the models is unknown.
+        A configuration change: the revision moves."""
+
+    def policy_states(self, app_name: str) -> dict[str, dict[str, Any]]:
+        """Every stored selection-policy state of the app, by key (``""`` for
+        the app's own, ``"uid:<n>"`` per user); {} if none."""
+
+    def update_policy_state(self, app_name: str, key: str,
+                            update: Callable[[dict[str, Any] | None], dict[str, Any]]
+                            ) -> dict[str, Any]:
+        """Replace one policy state with ``update(current or None)``, atomically
+        against other writers (``update`` may run more than once); return it.
+        Not a configuration change: the revision does not move.  Deleting the
+        app deletes its states."""
+
     # -- replicas (written by query frontends) -----------------------------
     def put_replica(self, replica: Replica) -> None: ...
 

@@ -107,8 +107,41 @@ class Application:
     input_type: InputType
     default_output: str
     latency_slo_micros: int
-    #: Name of the linked model, if any (an application links at most one).
+    #: Name of the linked model, if any: the primary one when several are linked.
     linked_model: str | None = None
+    #: Models linked beside the primary (a selection policy other than
+    #: ``single`` chooses among all of them).
+    other_models: tuple[str, ...] = ()
+    #: Name of a selection policy plugin (``register_selection_policies``).
+    selection_policy: str = "single"
+    #: The policy's parameters (JSON-able).
+    policy_params: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    #: Below this confidence, the default output answers ("low confidence").
+    confidence_threshold: float = 0.0
+
+    @property
+    def linked_models(self) -> tuple[str, ...]:
+        """Every linked model, primary first."""
+        return ((self.linked_model, *self.other_models) if self.linked_model
+                else self.other_models)
+
+    @property
+    def selects(self) -> bool:
+        """Whether the app uses the selection layer (anything but plain ``single``)."""
+        return (self.selection_policy != "single" or bool(self.other_models)
+                or bool(self.policy_params) or self.confidence_threshold > 0.0)
+
+    def selection_wire(self) -> dict[str, Any]:
+        """The selection fields of the wire dict (also the stores' record of them)."""
+        return {"selection_policy": self.selection_policy,
+                "policy_params": dict(self.policy_params),
+                "confidence_threshold": self.confidence_threshold}
+
+    def with_selection(self, d: dict[str, Any]) -> Application:
+        """This app with the selection fields of a wire dict or store record."""
+        return attrs.evolve(self, selection_policy=str(d.get("selection_policy") or "single"),
+                            policy_params=dict(d.get("policy_params") or {}),
+                            confidence_threshold=float(d.get("confidence_threshold") or 0.0))
 
     @classmethod
     def create(cls, name: object, input_type: object, default_output: object,
@@ -125,16 +158,20 @@ class Application:
         return {"name": self.name, "input_type": self.input_type.label,
                 "default_output": self.default_output,
                 "latency_slo_micros": self.latency_slo_micros,
-                "linked_models": [self.linked_model] if self.linked_model else [],
-                "candidate_model_names": [self.linked_model] if self.linked_model else []}
+                "linked_models": list(self.linked_models),
+                "candidate_model_names": list(self.linked_models),
+                # An app on the default policy keeps today's wire dict exactly.
+                **(self.selection_wire() if self.selects else {})}
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Application:
         linked = d.get("linked_models") or []
-        return cls(name=d["name"], input_type=InputType.parse(d["input_type"]),
-                   default_output=d["default_output"],
-                   latency_slo_micros=int(d["latency_slo_micros"]),
-                   linked_model=linked[0] if linked else None)
+        app = cls(name=d["name"], input_type=InputType.parse(d["input_type"]),
+                  default_output=d["default_output"],
+                  latency_slo_micros=int(d["latency_slo_micros"]),
+                  linked_model=linked[0] if linked else None,
+                  other_models=tuple(linked[1:]))
+        return app.with_selection(d)
 
 
 @attrs.frozen(kw_only=True)

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from ..errors import ConflictError, NotFoundError, StoreUnavailableError
 from ..interfaces import Unsubscribe
 from ..models import Application, InputType, ModelVersion, Replica
@@ -179,16 +181,31 @@ def replica_key(r: Replica) -> tuple[str, str, str, str]:
 # -- JSON records used by the SQLite and Redis stores -----------------------
 
 def app_record(app: Application) -> dict[str, Any]:
-    return {"name": app.name, "input_type": int(app.input_type),
-            "default_output": app.default_output,
-            "latency_slo_micros": app.latency_slo_micros, "linked_model": app.linked_model}
+    record = {"name": app.name, "input_type": int(app.input_type),
+              "default_output": app.default_output,
+              "latency_slo_micros": app.latency_slo_micros, "linked_model": app.linked_model}
+    if app.selects:
+        record["selection"] = selection_record(app)
+    return record
+
+
+def selection_record(app: Application) -> dict[str, Any]:
+    """An app's models beside the primary and its selection policy."""
+    return {"other_models": list(app.other_models), **app.selection_wire()}
 
 
 def app_from_record(d: dict[str, Any]) -> Application:
-    return Application(name=d["name"], input_type=InputType(int(d["input_type"])),
-                       default_output=d["default_output"],
-                       latency_slo_micros=int(d["latency_slo_micros"]),
-                       linked_model=d.get("linked_model"))
+    app = Application(name=d["name"], input_type=InputType(int(d["input_type"])),
+                      default_output=d["default_output"],
+                      latency_slo_micros=int(d["latency_slo_micros"]),
+                      linked_model=d.get("linked_model"))
+    selection = d.get("selection")
+    if isinstance(selection, str):
+        selection = json.loads(selection)
+    if not selection:
+        return app
+    others = tuple(selection.get("other_models") or ())
+    return attrs.evolve(app.with_selection(selection), other_models=others)
 
 
 def model_record(m: ModelVersion, seq: int) -> dict[str, Any]:
@@ -221,3 +238,16 @@ def replica_from_record(d: dict[str, Any]) -> Replica:
 
 def dumps(d: dict[str, Any]) -> str:
     return json.dumps(d, separators=(",", ":"), sort_keys=True)
+
+
+# -- selection policy state (a key space apart from the configuration) ------
+
+#: ``update(current state or None) -> new state`` of ``update_policy_state``
+StateUpdate = Callable[[dict[str, Any] | None], dict[str, Any]]
+
+
+def check_selection_models(app: Application, has_model: Callable[[str], bool]) -> None:
+    """NotFoundError naming the first of ``app``'s linked models that is unknown."""
+    for name in app.linked_models:
+        if not has_model(name):
+            raise model_missing(name)

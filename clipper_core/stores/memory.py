@@ -8,6 +8,7 @@ test watching "another process".  Nothing survives the process.
 
 from __future__ import annotations
 
+import json
 import threading
 import weakref
 from collections.abc import Callable
@@ -19,8 +20,10 @@ from ..hookspecs import hookimpl
 from ..models import Application, FrontendRecord, ModelVersion, Replica, Snapshot
 from .base import (
     BaseStateStore,
+    StateUpdate,
     app_exists,
     app_missing,
+    check_selection_models,
     model_exists,
     model_missing,
     replica_key,
@@ -39,6 +42,8 @@ class _MemoryState:
         self.current: dict[str, str] = {}
         self.replicas: dict[tuple[str, str, str, str], Replica] = {}
         self.frontends: dict[str, FrontendRecord] = {}
+        #: (app, key) -> policy state as JSON text (a copy per read)
+        self.policy: dict[tuple[str, str], str] = {}
         self.listeners: weakref.WeakSet[MemoryStateStore] = weakref.WeakSet()
 
     def bump(self) -> None:
@@ -82,6 +87,8 @@ class MemoryStateStore(BaseStateStore):
         with s.lock:
             if s.apps.pop(name, None) is None:
                 raise app_missing(name)
+            for key in [k for k in s.policy if k[0] == name]:
+                del s.policy[key]
             s.bump()
 
     def get_application(self, name: str) -> Application | None:
@@ -147,6 +154,34 @@ class MemoryStateStore(BaseStateStore):
                 raise model_missing(model_name)
             s.apps[app_name] = attrs.evolve(app, linked_model=model_name)
             s.bump()
+
+    # -- selection ---------------------------------------------------------
+    def set_selection(self, app: Application) -> None:
+        s = self._state
+        with s.lock:
+            old = s.apps.get(app.name)
+            if old is None:
+                raise app_missing(app.name)
+            check_selection_models(app, self._has_model)
+            s.apps[app.name] = attrs.evolve(
+                old, linked_model=app.linked_model, other_models=app.other_models,
+                selection_policy=app.selection_policy, policy_params=dict(app.policy_params),
+                confidence_threshold=app.confidence_threshold)
+            s.bump()
+
+    def policy_states(self, app_name: str) -> dict[str, dict[str, Any]]:
+        with self._state.lock:
+            return {key: json.loads(text) for (app, key), text in self._state.policy.items()
+                    if app == app_name}
+
+    def update_policy_state(self, app_name: str, key: str,
+                            update: StateUpdate) -> dict[str, Any]:
+        s = self._state
+        with s.lock:
+            text = s.policy.get((app_name, key))
+            new = update(json.loads(text) if text is not None else None)
+            s.policy[(app_name, key)] = json.dumps(new)
+            return new
 
     # -- replicas ----------------------------------------------------------
     def put_replica(self, replica: Replica) -> None:

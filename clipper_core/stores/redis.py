@@ -40,6 +40,7 @@ from ..hookspecs import hookimpl
 from ..models import Application, FrontendRecord, ModelVersion, Replica, Snapshot
 from .base import (
     BaseStateStore,
+    StateUpdate,
     app_exists,
     app_from_record,
     app_missing,
@@ -51,6 +52,7 @@ from .base import (
     model_record,
     replica_from_record,
     replica_record,
+    selection_record,
     version_missing,
 )
 from .redis_scripts import SCRIPTS
@@ -160,6 +162,8 @@ class RedisStateStore(BaseStateStore):
 
     def delete_application(self, name: str) -> None:
         self._run("delete_app", name, errors={"app_missing": lambda: app_missing(name)})
+        with self._guard():
+            self._client.delete(self._policy_key(name))
 
     def get_application(self, name: str) -> Application | None:
         raw, link = self._multi(lambda p: (p.hget(self._keys[1], name),
@@ -207,6 +211,43 @@ class RedisStateStore(BaseStateStore):
         self._run("set_link", app_name, model_name or "", errors={
             "app_missing": lambda: app_missing(app_name),
             "model_missing": lambda: model_missing(str(model_name))})
+
+    # -- selection ---------------------------------------------------------
+    def set_selection(self, app: Application) -> None:
+        record = dumps({**app_record(app), "linked_model": None,
+                        "selection": selection_record(app)})
+        errors: dict[str, Callable[[], Exception]] = {
+            "app_missing": lambda: app_missing(app.name)}
+        for model in app.linked_models:
+            errors[f"model_missing:{model}"] = lambda m=model: model_missing(m)  # type: ignore[misc]
+        self._run("set_selection", app.name, record, app.linked_model or "",
+                  *app.linked_models, errors=errors)
+
+    def _policy_key(self, app_name: str) -> str:
+        # Apart from the configuration's keys: a write bumps no revision.
+        return f"{self.prefix}:policy:{app_name}"
+
+    def policy_states(self, app_name: str) -> dict[str, dict[str, Any]]:
+        with self._guard():
+            raw = self._client.hgetall(self._policy_key(app_name))
+        return {key: json.loads(text) for key, text in raw.items()}
+
+    def update_policy_state(self, app_name: str, key: str,
+                            update: StateUpdate) -> dict[str, Any]:
+        name = self._policy_key(app_name)
+        result: dict[str, Any] = {}
+
+        def swap(pipe: Any) -> None:
+            text = pipe.hget(name, key)
+            result["new"] = update(json.loads(text) if text is not None else None)
+            pipe.multi()
+            pipe.hset(name, key, dumps(result["new"]))
+
+        with self._guard():
+            # WATCH/MULTI: retried when another frontend wrote in between.
+            self._client.transaction(swap, name)
+        new: dict[str, Any] = result["new"]
+        return new
 
     # -- replicas ----------------------------------------------------------
     def put_replica(self, replica: Replica) -> None:

@@ -67,6 +67,24 @@ redis.call('PUBLISH', ARGV[1], redis.call('INCR', KEYS[1]))
 return 'ok'
 """
 
+# ARGV: channel, app, record JSON (with its "selection"), primary model ('' for
+# none), then every linked model (each must exist)
+SET_SELECTION = """
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return 'app_missing' end
+for i = 5, #ARGV do
+  if redis.call('HEXISTS', KEYS[5], ARGV[i]) == 0 then return 'model_missing:' .. ARGV[i] end
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+if ARGV[4] == '' then
+  redis.call('HDEL', KEYS[3], ARGV[2])
+else
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+end
+redis.call('PUBLISH', ARGV[1], redis.call('INCR', KEYS[1]))
+return 'ok'
+"""
+
 #: Script name -> source, as the store registers them.
 SCRIPTS = {"add_app": ADD_APP, "delete_app": DELETE_APP, "add_model": ADD_MODEL,
-           "delete_model": DELETE_MODEL, "set_current": SET_CURRENT, "set_link": SET_LINK}
+           "delete_model": DELETE_MODEL, "set_current": SET_CURRENT, "set_link": SET_LINK,
+           "set_selection": SET_SELECTION}

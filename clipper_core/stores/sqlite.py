@@ -29,13 +29,16 @@ from ..models import Application, FrontendRecord, ModelVersion, Replica, Snapsho
 from .base import (
     DEFAULT_POLL_INTERVAL,
     BaseStateStore,
+    StateUpdate,
     app_exists,
     app_from_record,
     app_missing,
+    check_selection_models,
     model_exists,
     model_from_record,
     model_missing,
     replica_from_record,
+    selection_record,
     version_missing,
 )
 
@@ -56,9 +59,15 @@ CREATE TABLE IF NOT EXISTS replicas (
     last_seen REAL NOT NULL, PRIMARY KEY (model_name, model_version, replica_id, frontend));
 CREATE TABLE IF NOT EXISTS frontends (
     frontend_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, last_seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS app_selections (name TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS policy_states (
+    app TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (app, key));
 """
 
 _APP_COLS = "name, input_type, default_output, latency_slo_micros, linked_model"
+#: an app's columns and its selection record (NULL for a plain ``single`` app)
+_APP_READ = (f"{_APP_COLS}, (SELECT record FROM app_selections "
+             "WHERE app_selections.name = applications.name)")
 _MODEL_COLS = "name, version, input_type, image, labels, batch_size, batching_policy, seq"
 _REPLICA_COLS = ("model_name, model_version, replica_id, frontend, input_type, connected, "
                  "last_seen")
@@ -205,6 +214,9 @@ class SqliteStateStore(BaseStateStore):
             db.execute(f"INSERT INTO applications ({_APP_COLS}) VALUES (?, ?, ?, ?, ?)",
                        (app.name, int(app.input_type), app.default_output,
                         app.latency_slo_micros, app.linked_model))
+            if app.selects:
+                db.execute("INSERT OR REPLACE INTO app_selections (name, record) VALUES (?, ?)",
+                           (app.name, json.dumps(selection_record(app))))
             self._bump(db)
         self._changed()
 
@@ -212,16 +224,18 @@ class SqliteStateStore(BaseStateStore):
         with self._write() as db:
             if db.execute("DELETE FROM applications WHERE name = ?", (name,)).rowcount == 0:
                 raise app_missing(name)
+            db.execute("DELETE FROM app_selections WHERE name = ?", (name,))
+            db.execute("DELETE FROM policy_states WHERE app = ?", (name,))
             self._bump(db)
         self._changed()
 
     def get_application(self, name: str) -> Application | None:
-        rows = self._query(f"SELECT {_APP_COLS} FROM applications WHERE name = ?", (name,))
+        rows = self._query(f"SELECT {_APP_READ} FROM applications WHERE name = ?", (name,))
         return _app(rows[0]) if rows else None
 
     def list_applications(self) -> list[Application]:
         return [_app(r) for r in
-                self._query(f"SELECT {_APP_COLS} FROM applications ORDER BY name")]
+                self._query(f"SELECT {_APP_READ} FROM applications ORDER BY name")]
 
     # -- models ------------------------------------------------------------
     def add_model(self, model: ModelVersion, *, make_current: bool = True) -> None:
@@ -285,6 +299,35 @@ class SqliteStateStore(BaseStateStore):
             self._bump(db)
         self._changed()
 
+    # -- selection ---------------------------------------------------------
+    def set_selection(self, app: Application) -> None:
+        with self._write() as db:
+            if not db.execute("SELECT 1 FROM applications WHERE name = ?",
+                              (app.name,)).fetchone():
+                raise app_missing(app.name)
+            check_selection_models(app, lambda name: self._has_model(db, name))
+            db.execute("UPDATE applications SET linked_model = ? WHERE name = ?",
+                       (app.linked_model, app.name))
+            db.execute("INSERT OR REPLACE INTO app_selections (name, record) VALUES (?, ?)",
+                       (app.name, json.dumps(selection_record(app))))
+            self._bump(db)
+        self._changed()
+
+    def policy_states(self, app_name: str) -> dict[str, dict[str, Any]]:
+        rows = self._query("SELECT key, state FROM policy_states WHERE app = ?", (app_name,))
+        return {key: json.loads(state) for key, state in rows}
+
+    def update_policy_state(self, app_name: str, key: str,
+                            update: StateUpdate) -> dict[str, Any]:
+        # Not a configuration change: no revision bump, no watcher wakes up.
+        with self._write() as db:
+            row = db.execute("SELECT state FROM policy_states WHERE app = ? AND key = ?",
+                             (app_name, key)).fetchone()
+            new = update(json.loads(row[0]) if row else None)
+            db.execute("INSERT OR REPLACE INTO policy_states (app, key, state) VALUES (?, ?, ?)",
+                       (app_name, key, json.dumps(new)))
+        return new
+
     # -- replicas ----------------------------------------------------------
     def put_replica(self, replica: Replica) -> None:
         with self._write() as db:
@@ -332,7 +375,7 @@ class SqliteStateStore(BaseStateStore):
     def snapshot(self) -> Snapshot:
         with self._read() as db:
             rev = int(db.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()[0])
-            apps = [_app(r) for r in db.execute(f"SELECT {_APP_COLS} FROM applications")]
+            apps = [_app(r) for r in db.execute(f"SELECT {_APP_READ} FROM applications")]
             models = [_model(r) for r in
                       db.execute(f"SELECT {_MODEL_COLS} FROM models ORDER BY name, seq")]
             current = dict(db.execute("SELECT name, version FROM current_versions").fetchall())
@@ -355,7 +398,7 @@ class SqliteStateStore(BaseStateStore):
 
 
 def _app(row: tuple[Any, ...]) -> Application:
-    return app_from_record(dict(zip(_APP_COLS.split(", "), row, strict=True)))
+    return app_from_record(dict(zip([*_APP_COLS.split(", "), "selection"], row, strict=True)))
 
 
 def _model(row: tuple[Any, ...]) -> ModelVersion:
