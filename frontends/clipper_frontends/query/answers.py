@@ -2,7 +2,8 @@
 
 Used by :mod:`.connections`: :class:`Request` is one request of a
 connection's queue (answers go out in request order); :class:`Gather`
-waits for the futures of one predict request, then renders and answers it.
+waits for the futures of one predict request, then renders and answers it;
+:class:`GatherPending` does the same for a matched route's pending answer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .deadlines import TIMEOUT
 
 if TYPE_CHECKING:
     from .routes import AppRoute
+    from .service import Pending
 
 #: the reason phrase of each status a query frontend answers with
 REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
@@ -76,3 +78,40 @@ class Gather:
             proto.fail(self.request, exc)
             return
         proto.respond(200, payload, self.request)
+
+
+class GatherPending:
+    """Waits for the futures of a :class:`~.service.Pending` answer of a
+    matched route, then answers with its ``finish``."""
+
+    __slots__ = ("proto", "pending", "request", "remaining")
+
+    def __init__(self, proto: Any, pending: Pending, request: Request, remaining: int) -> None:
+        self.proto = proto
+        self.pending = pending
+        self.request = request
+        self.remaining = remaining
+
+    @classmethod
+    def start(cls, proto: Any, pending: Pending, request: Request) -> None:
+        """Answer ``request`` with ``pending`` once its futures are done."""
+        futures = [w for w in pending.waiters if type(w) is _Future]
+        if not futures:
+            proto.respond(*pending.finish(pending.waiters), request)
+            return
+        gather = cls(proto, pending, request, len(futures))
+        for w in futures:
+            w.add_done_callback(gather.one_done)
+
+    def one_done(self, _future: asyncio.Future[Any]) -> None:
+        self.remaining -= 1
+        if self.remaining:
+            return
+        values = [(w.result() if not w.cancelled() else TIMEOUT) if type(w) is _Future else w
+                  for w in self.pending.waiters]
+        try:
+            status, payload = self.pending.finish(values)
+        except Exception as exc:  # a bug: answer 500 rather than hang the client
+            self.proto.fail(self.request, exc)
+            return
+        self.proto.respond(status, payload, self.request)

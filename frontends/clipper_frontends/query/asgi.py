@@ -30,9 +30,8 @@ from clipper_core.errors import (
 from .answers import refusal
 from .frontend import QueryFrontend
 from .limits import HTTPLimits
-from .service import QueryService, error_payload
+from .service import Pending, QueryService, error_payload
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 _METHODS = frozenset(("GET", "HEAD", "POST"))
 _ALLOW = [(b"allow", b"GET, HEAD, POST")]
 _ALLOW_PREDICT = [(b"allow", b"POST")]
@@ -83,9 +82,21 @@ class QueryASGI:
         method = scope["method"].encode()
         path = scope["path"]
         if not service.is_predict(method, path):
-            status, body = service.answer_other(method, path)
+            try:
+                request_body = await _read_body(scope, receive, service.max_body)
+            except ClipperException as exc:
+                await _send(send, *error_payload(exc))
+                return
+            answer = service.answer_other(method, path, request_body)
+            if isinstance(answer, Pending):
+                values = [await w if isinstance(w, asyncio.Future) else w
+                          for w in answer.waiters]
+                await _send(send, *answer.finish(values))
+                return
+            status, body = answer
             await _send(send, status, b"" if method == b"HEAD" else body, len(body),
-                        _ALLOW_PREDICT if status == 405 else ())
+                        _ALLOW_PREDICT if status == 405 else (),
+                        service.content_types.get(path, b"application/json"))
             return
         t0 = time.perf_counter()
         try:
@@ -142,10 +153,11 @@ async def _read_body(scope: Scope, receive: Any, limit: int) -> bytes:
 
 
 async def _send(send: Any, status: int, payload: bytes, length: int | None = None,
-                extra: Any = ()) -> None:
+                extra: Any = (), content_type: bytes = b"application/json") -> None:
     size = len(payload) if length is None else length
     await send({"type": "http.response.start", "status": status,
-                "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % size), *extra]})
+                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % size),
+                            *extra]})
     await send({"type": "http.response.body", "body": payload})
 
 

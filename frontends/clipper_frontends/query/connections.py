@@ -32,9 +32,9 @@ from clipper_core.errors import (
     ValidationError,
 )
 
-from .answers import REASONS, Gather, Request, refusal
+from .answers import REASONS, Gather, GatherPending, Request, refusal
 from .limits import HTTPLimits
-from .service import error_payload
+from .service import Pending, error_payload
 
 if TYPE_CHECKING:
     from .service import QueryService
@@ -365,20 +365,25 @@ class QueryProtocol(asyncio.Protocol):
                 if type(w) is _Future:
                     w.add_done_callback(gather.one_done)
             return
-        status, body = service.answer_other(request.method, path)
+        answer = service.answer_other(request.method, path, request.body)
+        if type(answer) is Pending:
+            GatherPending.start(self, answer, request)
+            return
+        status, body = answer  # type: ignore[misc]
         if status == 405:
             request.headers = _ALLOW_PREDICT
         self.respond(status, b"" if request.method == b"HEAD" else body, request,
-                     len(body))
+                     len(body), service.content_types.get(path, b"application/json"))
 
     def respond(self, status: int, payload: bytes, request: Request,
-                length: int | None = None) -> None:
+                length: int | None = None, content_type: bytes = b"application/json") -> None:
         """Write the whole response at once; then answer the next request."""
         if self.closed:
             return
         keep_alive = request.keep_alive and not self.draining
-        head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
-            status, REASONS.get(status, b"Error"), len(payload) if length is None else length)
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
+            status, REASONS.get(status, b"Error"), content_type,
+            len(payload) if length is None else length)
         if request.headers:
             head += request.headers
         assert self.transport is not None

@@ -50,6 +50,24 @@ ERROR_LABELS = {400: "Json error", 404: "Not found", 405: "Method not allowed",
 
 #: ``handler() -> (status, body)`` for a route of the table
 Handler = Callable[[], tuple[int, bytes]]
+
+
+class Pending:
+    """An answer that waits for futures (model answers, a store write):
+    when every waiter is done, ``finish(values)`` gives ``(status, body)``,
+    ``values`` holding each waiter's result (a value that was no future
+    stays as it is; a cancelled future counts as ``TIMEOUT``)."""
+
+    __slots__ = ("waiters", "finish")
+
+    def __init__(self, waiters: list[Any],
+                 finish: Callable[[list[Any]], tuple[int, bytes]]) -> None:
+        self.waiters = waiters
+        self.finish = finish
+
+
+#: ``handler(path, body) -> (status, body) | Pending`` for a matched route
+MatchedHandler = Callable[[str, bytes], "tuple[int, bytes] | Pending"]
 #: while requests keep the loop busy, look for replica answers this often
 #: (seconds): a loop turn that reads hundreds of requests must not leave the
 #: replicas' answers, and so the replicas, waiting until it ends
@@ -90,6 +108,11 @@ class QueryService:
         self.pending: dict[tuple[str, str, bytes], Evaluation] = {}
         #: (method, path) -> handler of every route but predict
         self.table: dict[tuple[bytes, str], Handler] = {}
+        #: path -> content type of a route whose body is not JSON (``/docs``)
+        self.content_types: dict[str, bytes] = {}
+        #: (method, match(path), handler) of routes with parameters in the path
+        #: or answers that wait (``/v2/models/{name}/infer``, ``/{app}/update``)
+        self.matched: list[tuple[bytes, Callable[[str], bool], MatchedHandler]] = []
         self._doubles = DoublesParser()
         self._next_query_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,9 +120,20 @@ class QueryService:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def add_route(self, method: bytes, path: str, handler: Handler) -> None:
-        """Serve ``method path`` (GET also answers HEAD) with ``handler``."""
+    def add_route(self, method: bytes, path: str, handler: Handler,
+                  content_type: bytes = b"application/json") -> None:
+        """Serve ``method path`` (GET also answers HEAD) with ``handler``,
+        whose body is of ``content_type``."""
         self.table[(method, path)] = handler
+        if content_type != b"application/json":
+            self.content_types[path] = content_type
+
+    def add_matched_route(self, method: bytes, match: Callable[[str], bool],
+                          handler: MatchedHandler) -> None:
+        """Serve ``method`` on every path ``match(path)`` accepts (after the
+        exact routes) with ``handler(path, body)``, which may answer later
+        (:class:`Pending`)."""
+        self.matched.append((method, match, handler))
 
     # -- predict -------------------------------------------------------------
     def route_for(self, path: str) -> AppRoute:
@@ -259,12 +293,18 @@ class QueryService:
         return waiters
 
     # -- every other route ---------------------------------------------------
-    def answer_other(self, method: bytes, path: str) -> tuple[int, bytes]:
-        """Every route but ``POST /{app}/predict``, from the route table."""
-        handler = self.table.get((b"GET" if method == b"HEAD" else method, path))
+    def answer_other(self, method: bytes, path: str,
+                     body: bytes = b"") -> tuple[int, bytes] | Pending:
+        """Every route but ``POST /{app}/predict``: the exact routes of the
+        table, then the matched ones; 405 for a predict path, else 404."""
+        lookup = b"GET" if method == b"HEAD" else method
+        handler = self.table.get((lookup, path))
         try:
             if handler is not None:
                 return handler()
+            for route_method, match, matched in self.matched:
+                if route_method == lookup and match(path):
+                    return matched(path, body)
             if path.endswith("/predict") or path.endswith("/predict/"):
                 raise MethodNotAllowedError("use POST /{app}/predict")
             raise NotFoundError(f"no route {path}; use POST /{{app}}/predict")
