@@ -28,7 +28,7 @@ import hmac
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -53,8 +53,9 @@ from clipper_core.interfaces import StateStore
 from clipper_core.plugins import get_backend, list_plugins, open_store
 from clipper_core.secrets import read_secret, redact, redact_url, store_url_from_env
 
-from . import trust
+from . import dashboard, trust
 from .http import MAX_BODY_BYTES, error_response, json_response, read_json_object
+from .openapi import admin as openapi
 
 log = logging.getLogger("clipper.management")
 
@@ -215,13 +216,18 @@ def _other_routes(holder: _StoreHolder, guard: Guard) -> list[Route]:
 
 
 def create_app(store: StateStore | str, *, token: str | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES, backup_path: str | None = None) -> Starlette:
+               max_body_bytes: int = MAX_BODY_BYTES, backup_path: str | None = None,
+               query_urls: Sequence[str] = (), query_token: str | None = None
+               ) -> Starlette:
     """Build the management frontend for ``store`` (an open StateStore, or a
     URL opened at start-up and closed at shut-down).
 
     :param token: when set, every ``/admin/*`` request needs
         ``Authorization: Bearer <token>`` (else 401 and nothing changes).
     :param max_body_bytes: larger request bodies are refused with 413.
+    :param query_urls: base URLs of the query frontends whose ``/metrics``
+        the dashboard shows (``/dashboard``, behind ``token``).
+    :param query_token: bearer token those ``/metrics`` need, if any.
     :param backup_path: after every configuration change, the whole
         configuration is exported into this file (0600; the previous one
         kept as ``<path>.1``); restore with ``python -m clipper_core.admin.backup``.
@@ -243,6 +249,8 @@ def create_app(store: StateStore | str, *, token: str | None = None,
 
     routes = [Route(f"/admin/{path}", _endpoint(holder, guard, cls, max_body_bytes),
                     methods=["POST"]) for path, cls in REQUESTS.items()]
+    routes += [*openapi.routes(),
+               *dashboard.routes(holder.service, token, query_urls, query_token)]
     app = Starlette(routes=[*routes, *_other_routes(holder, guard)], lifespan=lifespan)
     app.state.store_holder = holder
     return app
@@ -258,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
+    parser.add_argument("--query-url", action="append", default=[], metavar="URL",
+                        help="a query frontend whose /metrics the dashboard shows (repeatable; "
+                             f"default: env {dashboard.QUERY_URLS_ENV}, comma-separated)")
     logs.add_arguments(parser)
     trust.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -275,7 +286,10 @@ def main(argv: list[str] | None = None) -> None:
     token = read_secret(TOKEN_ENV)
     trust.redact_logs(args.store, token)
     app = create_app(args.store, token=token, max_body_bytes=args.max_body_bytes,
-                     backup_path=args.backup)
+                     backup_path=args.backup,
+                     query_urls=dashboard.parse_urls(
+                         args.query_url or [os.environ.get(dashboard.QUERY_URLS_ENV, "")]),
+                     query_token=os.environ.get(dashboard.QUERY_TOKEN_ENV) or None)
 
     import uvicorn
 

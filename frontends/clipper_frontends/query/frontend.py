@@ -34,6 +34,7 @@ from clipper_core.models import REPLICA_LEASE_S, Snapshot
 from clipper_core.secrets import redact_url
 from clipper_core.stores.presence import FrontendPresence
 
+from . import openapi
 from .limits import DEFAULT_MAX_BATCH_INPUTS, DEFAULT_MAX_BODY_BYTES
 from .queues import PIPELINE_DEPTH
 from .records import ReplicaRecords
@@ -115,6 +116,8 @@ class QueryFrontend:
         service.add_route(b"GET", "/metrics", self._metrics_route)
         service.add_route(b"GET", "/healthz", lambda: (200, b'{"status":"ok"}'))
         service.add_route(b"GET", "/readyz", self._readyz_route)
+        for method, path, handler, content_type in openapi.routes():  # /openapi.json, /docs
+            service.add_route(method, path, handler, content_type)
         self.pool, self.routes, self.service = pool, routes, service
         self.records, self.sync = records, sync
         self.rpc.start(pool)
