@@ -145,6 +145,10 @@ class ReplicaAPI:
         """Stop the replicas of each ``name -> [versions]``, then unregister
         those versions, as Clipper does (one unregistered meanwhile is skipped)."""
         self.cm.stop_models(models)
+        self._unregister(models)
+
+    def _unregister(self, models: dict[str, list[str]]) -> None:
+        """Unregister each ``name -> [versions]`` (one unregistered meanwhile is skipped)."""
         for name, versions in models.items():
             for version in versions:
                 try:
@@ -186,7 +190,18 @@ class ReplicaAPI:
         self._stop_and_unregister(models)
 
     def stop_all_model_containers(self) -> None:
-        """Stop every model replica the manager started; needs no connection
-        (the versions stay registered)."""
+        """Stop every model replica the manager started and, when connected,
+        unregister every model version, as Clipper does.
+
+        Unlike Clipper it needs no connection: unconnected (a crashed
+        management frontend or store), it only stops the replicas, as the
+        cleanup call of last resort.
+        """
+        versions: dict[str, list[str]] = {}
+        if self.connected:
+            for info in self._model_infos():
+                versions.setdefault(info.model.name, []).append(info.model.version)
         self.cm.stop_all_model_containers()
+        if versions:
+            self._unregister(versions)
 
