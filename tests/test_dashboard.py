@@ -177,6 +177,11 @@ def _traffic(query: str, stop: threading.Event) -> None:
             time.sleep(0.01)
 
 
+def _number(text: str) -> float:
+    digits = "".join(c for c in text if c.isdigit() or c == ".")
+    return float(digits) if digits else 0.0
+
+
 def test_dashboard_renders_live_numbers_in_headless_chromium(cluster, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
@@ -194,12 +199,12 @@ def test_dashboard_renders_live_numbers_in_headless_chromium(cluster, tmp_path):
                 tab.goto(f"{cluster['url']}/dashboard")
                 tab.fill("#token", TOKEN)
                 tab.click("#login button")
-                tab.wait_for_function(
-                    "Number(document.getElementById('total-requests').textContent"
-                    ".replace(/[^0-9]/g, '')) > 0", timeout=60_000)
-                tab.wait_for_function(
-                    "Number(document.getElementById('total-qps').textContent) > 0",
-                    timeout=30_000)
+                # Polled from here: the page's CSP forbids the eval that
+                # wait_for_function needs.
+                wait_until(lambda: _number(tab.inner_text("#total-requests")) > 0,
+                           timeout=60, interval=0.5, what="a non-zero request count")
+                wait_until(lambda: _number(tab.inner_text("#total-qps")) > 0,
+                           timeout=30, interval=0.5, what="a non-zero throughput")
                 time.sleep(6)  # a few points on every chart
                 assert tab.inner_text("#replica-count").strip() == "2 / 2"
                 apps = tab.inner_text("#apps")
