@@ -69,7 +69,9 @@ class DockerContainerManager:
     :param redis_image: image Redis runs from (``CLIPPER_REDIS_IMAGE``, ``redis:7``).
     :param python_base_image, build_ca_bundle, pip_args, build_network: how
         images are built (see :class:`clipper_docker.builds.BuildOptions`).
-    :param admin_token: bearer token for ``/admin/*`` (``CLIPPER_ADMIN_TOKEN``).
+    :param admin_token: bearer token for ``/admin/*``; None (default) makes one
+        at start (``connect()`` reads it back); ``False``/``"none"``: no token.
+    :param redis_password: an external Redis's password (its own gets a generated one).
     :param start_timeout: seconds ``start_clipper`` waits for readiness.
     :param replica_timeout: seconds a deploy waits for new replicas to connect.
     :param images: tags of the project's images (``clipper-core/...:<version>``).
@@ -86,7 +88,8 @@ class DockerContainerManager:
                  labels: dict[str, str] | None = None, redis_image: str | None = None,
                  python_base_image: str | None = None, build_ca_bundle: str | None = None,
                  pip_args: list[str] | str | None = None, build_network: str | None = None,
-                 admin_token: str | None = None, start_timeout: float = 90.0,
+                 admin_token: str | bool | None = None, redis_password: str | None = None,
+                 start_timeout: float = 90.0,
                  replica_timeout: float = 60.0, images: ProjectImages | None = None,
                  docker_client_kwargs: dict[str, Any] | None = None,
                  progress: Progress | None = None) -> None:
@@ -109,7 +112,11 @@ class DockerContainerManager:
         launch.ignored_parameter(_WHO, "prometheus_port", prometheus_port, 9090,
                                  "metrics are served at /metrics on the query port")
         self.redis_image = redis_image or os.environ.get(ENV_REDIS_IMAGE) or DEFAULT_REDIS_IMAGE
-        self.admin_token = admin_token or os.environ.get(launch.ADMIN_TOKEN_ENV) or None
+        self._token_option = admin_token
+        self.admin_token = (admin_token if isinstance(admin_token, str) and admin_token != "none"
+                            else os.environ.get(launch.ADMIN_TOKEN_ENV) if admin_token is None
+                            else None) or None
+        self.redis_password = redis_password
         self.start_timeout = start_timeout
         self.replica_timeout = replica_timeout
         self.progress = progress
@@ -208,6 +215,7 @@ class DockerContainerManager:
             ensure_image(self.client, image, error=ClusterStartError, hint=hint)
         network = networks.ensure(self.client, self.docker_network, self.cluster_name,
                                   self.labels)
+        startup.make_secrets(self)
         try:
             self._info = info = startup.layout(self, network, int(num_frontend_replicas))
             deadline = time.monotonic() + self.start_timeout
@@ -234,6 +242,7 @@ class DockerContainerManager:
         except (KeyError, ValueError) as exc:
             raise ContainerError(f"Container {mgmt[0].name} lacks the cluster labels "
                                  f"({exc}); was it started by clipper-docker?") from exc
+        startup.adopt_secrets(self, mgmt[0])
 
     @property
     def info(self) -> ClusterInfo:

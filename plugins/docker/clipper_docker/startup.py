@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from clipper_core import launch
 from clipper_core.errors import ClusterStartError
+from clipper_core.secrets import STORE_PASSWORD_ENV, new_password, new_token
 
 from . import cluster as lb
 from .cluster import ClusterInfo
@@ -47,23 +48,57 @@ def layout(cm: DockerContainerManager, network: str, replicas: int) -> ClusterIn
                        frontends=frontends, query_endpoints=endpoints)
 
 
+def make_secrets(cm: DockerContainerManager) -> None:
+    """A new admin token (unless given or opted out) and Redis password."""
+    if cm.admin_token is None and cm._token_option is None:
+        cm.admin_token = new_token()
+    if not cm.redis_ip:
+        cm.redis_password = new_password()
+
+
+def adopt_secrets(cm: DockerContainerManager, mgmt: Any) -> None:
+    """Read the cluster's secrets back from the management container's
+    environment (the channel they were given through)."""
+    env = dict(item.partition("=")[::2]
+               for item in (mgmt.attrs.get("Config") or {}).get("Env") or [])
+    if cm._token_option is None or cm.admin_token is None:
+        cm.admin_token = env.get(launch.ADMIN_TOKEN_ENV) or cm.admin_token
+    cm.redis_password = env.get(STORE_PASSWORD_ENV) or cm.redis_password
+
+
+def redis_volume(cm: DockerContainerManager) -> str:
+    """The named volume of the cluster's Redis data (labelled: ``stop_all`` removes it)."""
+    name = lb.container_name(cm.cluster_name, "redis-data")
+    with docker_errors(f"Creating volume {name}", ClusterStartError):
+        cm.client.volumes.create(name=name, labels={lb.CLUSTER: cm.cluster_name})
+    return name
+
+
 def start_redis(cm: DockerContainerManager, info: ClusterInfo, deadline: float) -> None:
-    """The cluster's own Redis (no persistence), ready when it answers PING."""
+    """The cluster's own Redis: append-only file on a named volume, password
+    from its environment, protected mode (:class:`clipper_core.launch.RedisServer`);
+    restarted by the engine if it dies; ready when it answers PING."""
     port = str(cm.redis_port)
+    server = launch.RedisServer(port=port, bind="127.0.0.1" if info.host_network else None)
+    secrets = launch.ClusterSecrets(store_password=cm.redis_password)
+    env = {s.env: s.value for s in secrets.for_role(launch.ROLE_STORE)}
     redis = cm.run(
         cm.redis_image, name=lb.container_name(cm.cluster_name, "redis"), role=lb.ROLE_REDIS,
         labels=info.to_labels(), info=info, error=ClusterStartError,
-        command=["redis-server", "--port", port, "--protected-mode", "no", "--save", "",
-                 "--appendonly", "no"] + (["--bind", "127.0.0.1"] if info.host_network else []),
-        tmpfs={"/data": ""}, ports={f"{port}/tcp": ("127.0.0.1", cm.redis_port)})
-    wait(cm, redis, deadline, lambda: exec_ok(redis, ["redis-cli", "-p", port, "ping"], b"PONG"))
+        command=server.command(), environment=env,
+        volumes={redis_volume(cm): {"bind": server.data_dir, "mode": "rw"}},
+        restart_policy={"Name": "unless-stopped"},
+        ports={f"{port}/tcp": ("127.0.0.1", cm.redis_port)})
+    ping = ["sh", "-c", f'REDISCLI_AUTH="$CLIPPER_STORE_PASSWORD" redis-cli -p {port} ping']
+    wait(cm, redis, deadline, lambda: exec_ok(redis, ping, b"PONG"))
 
 
 def start_frontends(cm: DockerContainerManager, info: ClusterInfo, query_image: str,
                     mgmt_image: str, cache_size: int, deadline: float) -> None:
     """The management frontend and the query frontends; return when all answer."""
     name, labels = cm.cluster_name, info.to_labels()
-    secrets = launch.ClusterSecrets(admin_token=cm.admin_token)
+    secrets = launch.ClusterSecrets(admin_token=cm.admin_token,
+                                    store_password=cm.redis_password)
     mgmt_spec = launch.management_process(store_url=info.store_url, port=info.admin_port,
                                           secrets=secrets)
     mgmt = cm.run(mgmt_image, name=lb.container_name(name, "mgmt"), role=lb.ROLE_MANAGEMENT,

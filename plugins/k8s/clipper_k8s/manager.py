@@ -16,13 +16,13 @@ address, or a LoadBalancer's ingress.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from clipper_core import launch
 from clipper_core.errors import ClipperException, ClusterStartError, ContainerError, ValidationError
 from clipper_core.models import InputType, validate_name
+from clipper_core.secrets import new_password, new_token
 
 from . import manifests, names
 from .addresses import ServiceAddresses
@@ -100,7 +100,8 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
         ``NodePort`` (default), ``LoadBalancer`` or ``ClusterIP`` (reachable
         only through ``kubernetes_proxy_addr``).
     :param admin_token: protect ``/admin/*`` with this bearer token (kept in a
-        Secret); ``True`` generates one.
+        Secret, read back by ``connect()``); None or ``True`` (default)
+        generates one; ``False`` or ``"none"``: no token.
     :param service_account: service account of the cluster's pods.
     :param redis_image: image Redis runs from.
     :param start_timeout: seconds ``start_clipper`` waits for readiness.
@@ -149,14 +150,17 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
         self.deploy_timeout = deploy_timeout
         self.progress: Progress = progress or log.info
         self._token_option = admin_token
-        self._admin_token: str | None = admin_token if isinstance(admin_token, str) else None
+        token_on = admin_token is not False and admin_token != "none"
+        self._admin_token: str | None = (admin_token if isinstance(admin_token, str) and token_on
+                                         else None)
         self.spec = manifests.ClusterSpec(
             cluster=self.cluster_name, namespace=self.namespace, redis_ip=redis_ip,
             redis_port=redis_port, redis_image=redis_image, service_type=service_type,
             mgmt_service_type=self.service_types.get("management"),
             query_service_type=self.service_types.get("query"),
             service_account=service_account, min_ready_seconds=min_ready_seconds,
-            admin_secret=names.admin_secret(self.cluster_name) if admin_token else None)
+            admin_secret=(names.admin_secret(self.cluster_name)
+                          if token_on or redis_ip is None else None), admin_token=token_on)
         self._client_options = dict(api_client=api_client, api_host=api_host,
                                     kubeconfig=kubeconfig, context=context,
                                     in_cluster=in_cluster)
@@ -183,8 +187,9 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
                 f"{self.namespace!r}; connect() to it or stop_all() first",
                 cluster=self.cluster_name)
         if self.spec.admin_secret:
-            token = self._admin_token or secrets.token_urlsafe(24)
-            self._create(manifests.admin_secret(self.spec, token), ClusterStartError)
+            token = (self._admin_token or new_token()) if self.spec.admin_token else None
+            password = new_password() if self.spec.redis_ip is None else None
+            self._create(manifests.admin_secret(self.spec, token, password), ClusterStartError)
             self._admin_token = token
         bodies = manifests.cluster_manifests(self.spec, query_image, mgmt_image, cache_size,
                                              num_frontend_replicas)

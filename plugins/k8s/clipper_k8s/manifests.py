@@ -57,8 +57,11 @@ class ClusterSpec:
     requests: dict[str, dict[str, str]] = attrs.field(factory=lambda: dict(DEFAULT_REQUESTS))
     #: Seconds a model replica must run before it counts as available.
     min_ready_seconds: int = 2
-    #: Name of the Secret holding the admin token; None = no token.
+    #: Name of the Secret holding the cluster's secrets (admin token, Redis
+    #: password); None = no Secret.
     admin_secret: str | None = None
+    #: Whether the management frontend requires the admin token (in the Secret).
+    admin_token: bool = True
 
     @property
     def redis_host(self) -> str:
@@ -121,17 +124,25 @@ def _service(spec: ClusterSpec, name: str, role: str, ports: list[Manifest],
 
 
 def redis_deployment(spec: ClusterSpec) -> Manifest:
-    """Redis without persistence: the cluster's state store."""
+    """The cluster's state store: Redis with its append-only file on a volume
+    (it survives a container restart), protected mode, and the password of
+    the cluster's Secret (:class:`clipper_core.launch.RedisServer`)."""
+    # the append-only file goes to the working directory, the volume's mount
+    server = launch.RedisServer(port=REDIS_PORT, data_dir=".")
+    env = [{"name": s.env, "valueFrom": {"secretKeyRef": {
+        "name": spec.admin_secret, "key": s.file_name}}}
+        for s in _secrets(spec).for_role(launch.ROLE_STORE)]
     container = _container(
-        spec, names.ROLE_REDIS, "redis", spec.redis_image,
-        # other pods connect over the pod network: no loopback-only protected mode
-        args=["redis-server", "--port", str(REDIS_PORT), "--protected-mode", "no", "--save", "",
-              "--appendonly", "no"],
+        spec, names.ROLE_REDIS, "redis", spec.redis_image, args=server.command(), env=env,
         ports=[{"name": "redis", "containerPort": REDIS_PORT}],
+        volumeMounts=[{"name": "redis-data", "mountPath": launch.REDIS_DATA_DIR}],
+        workingDir=launch.REDIS_DATA_DIR,
         readinessProbe=_tcp_probe("redis", delay=1, period=2, failures=3),
         livenessProbe=_tcp_probe("redis", delay=5, period=10, failures=3))
-    return _deployment(spec, names.redis(spec.cluster), spec.labels(names.ROLE_REDIS),
+    body = _deployment(spec, names.redis(spec.cluster), spec.labels(names.ROLE_REDIS),
                        container, 1)
+    body["spec"]["template"]["spec"]["volumes"] = [{"name": "redis-data", "emptyDir": {}}]
+    return body
 
 
 def redis_service(spec: ClusterSpec) -> Manifest:
@@ -150,7 +161,9 @@ def _secret_env(spec: ClusterSpec, process: launch.ProcessSpec) -> list[Manifest
 
 def _secrets(spec: ClusterSpec) -> launch.ClusterSecrets:
     """Which secrets exist (their values live in the Secret, not here)."""
-    return launch.ClusterSecrets(admin_token="in-secret" if spec.admin_secret else None)
+    return launch.ClusterSecrets(
+        admin_token="in-secret" if spec.admin_secret and spec.admin_token else None,
+        store_password="in-secret" if spec.admin_secret and spec.redis_ip is None else None)
 
 
 def mgmt_deployment(spec: ClusterSpec, image: str) -> Manifest:
@@ -182,12 +195,13 @@ def mgmt_service(spec: ClusterSpec) -> Manifest:
 
 def query_deployment(spec: ClusterSpec, image: str, cache_size: int, replicas: int) -> Manifest:
     """``replicas`` query frontends; each is its own frontend id (the pod name)."""
+    process = launch.query_process(store_url=spec.store_url, frontend_id="$(POD_NAME)",
+                                   port=QUERY_PORT, rpc_port=RPC_PORT, cache_size=cache_size,
+                                   secrets=_secrets(spec))
     container = _container(
-        spec, names.ROLE_QUERY, "query-frontend", image,
-        args=list(launch.query_process(store_url=spec.store_url, frontend_id="$(POD_NAME)",
-                                       port=QUERY_PORT, rpc_port=RPC_PORT,
-                                       cache_size=cache_size).args),
-        env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        spec, names.ROLE_QUERY, "query-frontend", image, args=list(process.args),
+        env=[{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+             *_secret_env(spec, process)],
         ports=[{"name": "http", "containerPort": QUERY_PORT},
                {"name": "rpc", "containerPort": RPC_PORT}],
         readinessProbe=_http_probe("/healthz", "http", delay=1, period=2, failures=3),
@@ -240,13 +254,16 @@ def namespace(name: str, cluster: str) -> Manifest:
                                                   names.CREATED_BY: cluster}}}
 
 
-def admin_secret(spec: ClusterSpec, token: str) -> Manifest:
+def admin_secret(spec: ClusterSpec, token: str | None,
+                 store_password: str | None = None) -> Manifest:
+    """The cluster's Secret: the admin token and the Redis password, one key each."""
     assert spec.admin_secret is not None
+    values = launch.ClusterSecrets(admin_token=token, store_password=store_password)
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _metadata(spec, spec.admin_secret, spec.labels(names.ROLE_MGMT)),
-            "stringData": {s.file_name: s.value
-                           for s in launch.ClusterSecrets(admin_token=token).for_role(
-                               launch.ROLE_MANAGEMENT)}}
+            "stringData": {s.file_name: s.value for role in (launch.ROLE_MANAGEMENT,
+                                                             launch.ROLE_STORE)
+                           for s in values.for_role(role)}}
 
 
 def cluster_manifests(spec: ClusterSpec, query_image: str, mgmt_image: str, cache_size: int,

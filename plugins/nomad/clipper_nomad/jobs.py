@@ -64,6 +64,8 @@ class JobSettings:
     python: str = "python3"
     redis_command: str = "redis-server"
     admin_token: str | None = None
+    #: The password of the Redis the cluster runs (in the task environments).
+    store_password: str | None = attrs.field(default=None, repr=False)
     #: Restart policy of every task group.
     restart_attempts: int = 3
     restart_interval_s: float = 300.0
@@ -102,15 +104,18 @@ class JobSettings:
 
 
 def redis_job(s: JobSettings) -> dict[str, Any]:
-    """A single Redis for the cluster's state, no persistence."""
-    args = ["--port", "${NOMAD_PORT_redis}", "--bind", "${NOMAD_IP_redis}",
-            "--save", "", "--appendonly", "no", "--protected-mode", "no"]
+    """A single Redis for the cluster's state: append-only file in the task's
+    directory (kept across task restarts), protected mode, and the cluster's
+    password from the task environment (:class:`clipper_core.launch.RedisServer`)."""
+    server = launch.RedisServer(port="${NOMAD_PORT_redis}", bind="${NOMAD_IP_redis}",
+                                data_dir="${NOMAD_TASK_DIR}")
     if s.driver == "docker":
         config: dict[str, Any] = {"image": s.redis_image, "network_mode": "host",
-                                  "command": "redis-server", "args": args}
+                                  "command": "sh", "args": server.command()[1:]}
     else:
-        config = {"command": s.redis_command, "args": args}
-    task = _task("redis", s, config, {}, memory_mb=s.redis_memory_mb)
+        config = {"command": "sh", "args": server.command(s.redis_command)[1:]}
+    env = {x.env: x.value for x in _secrets(s).for_role(launch.ROLE_STORE)}
+    task = _task("redis", s, config, env, memory_mb=s.redis_memory_mb)
     group = _group(s, "redis", 1, [task], ports=[("redis", s.redis_port)],
                    services=[_service(s, "redis", "redis", "tcp", None)],
                    health="checks")
@@ -127,7 +132,7 @@ def mgmt_job(s: JobSettings, image: str | None, store_url: str) -> dict[str, Any
     """The management frontend, one allocation; healthy when /admin/ping answers."""
     process = launch.management_process(
         store_url=store_url, host="${NOMAD_IP_http}", port="${NOMAD_PORT_http}",
-        secrets=launch.ClusterSecrets(admin_token=s.admin_token))
+        secrets=_secrets(s))
     task = _task("management", s, _python_config(s, image, process), process.environment())
     service = _service(s, ROLE_MGMT, "http", "http", process.ready.path if process.ready
                        else None)
@@ -148,7 +153,7 @@ def query_job(s: JobSettings, image: str | None, store_url: str, cache_size: int
     process = launch.query_process(
         store_url=store_url, frontend_id="q${NOMAD_ALLOC_INDEX}", host="${NOMAD_IP_http}",
         port="${NOMAD_PORT_http}", rpc_host="${NOMAD_IP_rpc}", rpc_port="${NOMAD_PORT_rpc}",
-        cache_size=cache_size)
+        cache_size=cache_size, secrets=_secrets(s))
     task = _task("query", s, _python_config(s, image, process), process.environment())
     group = _group(s, "query", count, [task],
                    ports=[("http", s.query_port), ("rpc", s.rpc_port)],
@@ -156,6 +161,16 @@ def query_job(s: JobSettings, image: str | None, store_url: str, cache_size: int
                              _service(s, "query-rpc", "rpc", "tcp", None)],
                    health="checks")
     return _job(s, s.job_id(ROLE_QUERY), ROLE_QUERY, group)
+
+
+def task_env(job: dict[str, Any]) -> dict[str, str]:
+    """Every task's environment in a job, merged (how secrets are read back)."""
+    return {k: v for g in job.get("TaskGroups") or [] for t in g.get("Tasks") or []
+            for k, v in (t.get("Env") or {}).items()}
+
+
+def _secrets(s: JobSettings) -> launch.ClusterSecrets:
+    return launch.ClusterSecrets(admin_token=s.admin_token, store_password=s.store_password)
 
 
 def _rpc_targets(s: JobSettings) -> launch.RpcTargets:

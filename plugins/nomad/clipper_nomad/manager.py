@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from clipper_core import launch
 from clipper_core.errors import (
     BuildError,
@@ -28,6 +30,7 @@ from clipper_core.errors import (
     ValidationError,
 )
 from clipper_core.models import InputType, ReplicaStatus, validate_name
+from clipper_core.secrets import new_password, new_token
 
 from . import jobs
 from .jobs import JobSettings
@@ -59,8 +62,8 @@ class NomadContainerManager(AllocationWaits):
         ``static_host``).
     :param redis_ip, redis_port: an external Redis; without ``redis_ip`` a
         Redis job is started for the cluster.
-    :param admin_token: bearer token for ``/admin/*`` given to the
-        management frontend.
+    :param admin_token: bearer token for ``/admin/*``; None generates one at
+        start (``connect()`` reads it back); ``False``/``"none"``: no token.
     :param min_healthy_time_s, model_min_healthy_time_s: how long a frontend
         (checks passing) or a model replica (running) must stay up to count
         as healthy.
@@ -75,7 +78,7 @@ class NomadContainerManager(AllocationWaits):
                  query_port: int = 1337, mgmt_port: int = 1338, rpc_port: int = 7000,
                  redis_ip: str | None = None, redis_port: int = 6379,
                  redis_image: str = "redis:7-alpine", python: str = "python3",
-                 admin_token: str | None = None, build_dir: str | None = None,
+                 admin_token: str | bool | None = None, build_dir: str | None = None,
                  restart_attempts: int = 3, restart_interval_s: float = 300.0,
                  restart_delay_s: float = 5.0, check_interval_s: float = 2.0,
                  min_healthy_time_s: float = 2.0, model_min_healthy_time_s: float = 3.0,
@@ -108,6 +111,9 @@ class NomadContainerManager(AllocationWaits):
         self._token = token or os.environ.get("NOMAD_TOKEN") or None
         self.redis_ip = redis_ip
         self.redis_port = redis_port
+        self._token_option = admin_token
+        admin_token = (admin_token if isinstance(admin_token, str) and admin_token != "none"
+                       else None)
         self.admin_token = admin_token
         self.build_dir = Path(build_dir).expanduser() if build_dir else \
             Path.home() / ".clipper" / "nomad" / self.cluster_name / "models"
@@ -192,7 +198,11 @@ class NomadContainerManager(AllocationWaits):
                 f"Cluster {self.cluster_name!r} already has jobs in Nomad: "
                 f"{', '.join(j['ID'] for j in existing)}; connect() to it or stop_all() first",
                 cluster=self.cluster_name)
-        s = self.settings
+        self.settings = s = attrs.evolve(
+            self.settings, store_password=new_password() if self.redis_ip is None else None,
+            admin_token=self.admin_token or (new_token() if self._token_option is None
+                                             else None))
+        self.admin_token = s.admin_token
         query_image = query_frontend_image or DEFAULT_QUERY_IMAGE
         mgmt_image = mgmt_frontend_image or DEFAULT_MGMT_IMAGE
         deadline = time.monotonic() + self.start_timeout_s
@@ -229,6 +239,9 @@ class NomadContainerManager(AllocationWaits):
                 cluster=self.cluster_name)
         self.get_query_addr()
         self.get_admin_addr()
+        if self.admin_token is None and self._token_option is None:  # read it back
+            env = jobs.task_env(self._get_job(self.settings.job_id(jobs.ROLE_MGMT)) or {})
+            self.admin_token = env.get(launch.ADMIN_TOKEN_ENV) or None
 
     # ------------------------------------------------------------------
     # Models
