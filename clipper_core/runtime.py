@@ -9,6 +9,10 @@ dying.
 Session rules (SPEC.md section 4): send a heartbeat first; poll every 5 s and
 heartbeat when idle; after 30 s without any message from a frontend, close
 that socket and start a new session.  One batch is processed at a time.
+
+Given ``CLIPPER_RPC_SERVER_KEY`` and ``CLIPPER_RPC_CLIENT_SECRET`` (or their
+``_FILE``), every session is a CURVE client (:mod:`clipper_core.curve`);
+without them, or with ``CLIPPER_RPC_AUTH=none``, plain RPC v3.
 """
 
 from __future__ import annotations
@@ -26,13 +30,19 @@ from typing import Any
 
 import orjson
 import zmq
+import zmq.utils.monitor
 
-from . import rpc
+from . import curve, rpc
 from .models import InputType
 
 log = logging.getLogger("clipper.runtime")
 
 PredictFn = Callable[[list], list]
+
+#: seconds before a new session after the frontend refused a handshake
+HANDSHAKE_RETRY_S = 2.0
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
 def load_model(path: str | os.PathLike[str]) -> PredictFn:
@@ -104,13 +114,16 @@ def run_batch(predict: PredictFn, input_type: int, raw_inputs: list[bytes]) -> l
 class _Session:
     """One DEALER connection to one frontend."""
 
-    def __init__(self, ctx: zmq.Context, address: str, identity: bytes | None) -> None:
+    def __init__(self, ctx: zmq.Context, address: str, identity: bytes | None,
+                 keys: curve.ReplicaKeys | None = None) -> None:
         self.address = address
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         if identity:
             self.sock.setsockopt(zmq.ROUTING_ID, identity)
-        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_CONNECTED)
+        if keys is not None:
+            keys.apply(self.sock)
+        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_CONNECTED | _HANDSHAKE_FAILED)
         self.sock.connect(f"tcp://{address}")
         self.last_heard = time.monotonic()
         self.last_sent = 0.0
@@ -131,7 +144,8 @@ class ModelRuntime:
     def __init__(self, *, model_name: str, model_version: str, input_type: InputType,
                  predict: PredictFn, frontends: list[str] | Callable[[], list[str]],
                  replica_id: str | None = None, heartbeat_interval: float = 5.0,
-                 session_timeout: float = 30.0, resolve_interval: float = 10.0) -> None:
+                 session_timeout: float = 30.0, resolve_interval: float = 10.0,
+                 keys: curve.ReplicaKeys | None = None) -> None:
         self.model_name = model_name
         self.model_version = model_version
         self.input_type = input_type
@@ -141,6 +155,8 @@ class ModelRuntime:
         self.heartbeat_interval = heartbeat_interval
         self.session_timeout = session_timeout
         self.resolve_interval = resolve_interval
+        #: CURVE keys (None: plain RPC v3, as Clipper's frontends speak)
+        self.keys = keys
         self._ctx = zmq.Context.instance()
         self._sessions: dict[str, _Session] = {}
         self._stopping = False
@@ -160,7 +176,7 @@ class ModelRuntime:
 
     def _open(self, addr: str) -> None:
         log.info("connecting to frontend %s", addr)
-        session = _Session(self._ctx, addr, self._identity)
+        session = _Session(self._ctx, addr, self._identity, self.keys)
         self._sessions[addr] = session
         session.send(rpc.HEARTBEAT_FRAMES)
 
@@ -196,7 +212,11 @@ class ModelRuntime:
                     if sock is session.monitor:
                         # (Re)connected: say hello now rather than at the next poll, so
                         # a restarted frontend learns of this replica at once.
-                        session.monitor.recv_multipart()
+                        event = zmq.utils.monitor.parse_monitor_message(
+                            session.monitor.recv_multipart())["event"]
+                        if event & _HANDSHAKE_FAILED:
+                            self._refused(session, now)
+                            continue
                         if now - session.last_sent > 0.2:
                             session.send(rpc.HEARTBEAT_FRAMES)
                         continue
@@ -216,6 +236,15 @@ class ModelRuntime:
             for s in self._sessions.values():
                 s.close()
             self._sessions.clear()
+
+    def _refused(self, session: _Session, now: float) -> None:
+        """The frontend refused the handshake (ZeroMQ does not retry it): start
+        a new session soon, e.g. once the model is registered and our key known."""
+        log.warning("frontend %s refused the RPC handshake (%s); retrying in %.0f s",
+                    session.address, "our key is not known there yet" if self.keys
+                    else "it may require CURVE keys", HANDSHAKE_RETRY_S)
+        session.last_heard = min(session.last_heard,
+                                 now - self.session_timeout + HANDSHAKE_RETRY_S)
 
     def _drain(self, session: _Session, metadata: list[bytes]) -> None:
         sock = session.sock
@@ -283,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     input_type = InputType.parse(env.get("CLIPPER_INPUT_TYPE", "doubles"))
     model_path = env.get("CLIPPER_MODEL_PATH", "/model")
     try:
+        keys = (None if curve.rpc_auth_mode(environ=env) == curve.RPC_AUTH_NONE
+                else curve.ReplicaKeys.from_env(env))
+    except (curve.RPCKeyError, ValueError) as exc:
+        log.error("RPC keys: %s", exc)
+        return 2
+    try:
         predict = load_model(model_path)
     except Exception:
         log.exception("cannot load the model from %s", model_path)
@@ -291,10 +326,12 @@ def main(argv: list[str] | None = None) -> int:
                            predict=predict, frontends=frontends_from_env(env),
                            replica_id=env.get("CLIPPER_REPLICA_ID") or None,
                            heartbeat_interval=float(env.get("CLIPPER_HEARTBEAT_S", "5")),
-                           session_timeout=float(env.get("CLIPPER_SESSION_TIMEOUT_S", "30")))
+                           session_timeout=float(env.get("CLIPPER_SESSION_TIMEOUT_S", "30")),
+                           keys=keys)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop())
-    log.info("serving model %s:%s (%s) from %s", name, version, input_type.label, model_path)
+    log.info("serving model %s:%s (%s) from %s, RPC %s", name, version, input_type.label,
+             model_path, "with CURVE" if keys else "without authentication")
     runtime.serve_forever()
     return 0
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from conftest import free_port, wait_until
 
+from clipper_core import curve
 from clipper_core.models import Application, ModelVersion
 from clipper_core.plugins import open_store
 
@@ -26,11 +27,15 @@ def write_model(directory: Path, source: str) -> Path:
 
 
 class Serving:
-    """One query frontend process on a SQLite store, plus model replicas."""
+    """One query frontend process on a SQLite store, plus model replicas.
+
+    RPC auth is CURVE unless ``rpc_auth="none"``: the frontend reads its keys
+    from ``tmp/rpc_keys`` (``--rpc-keys``), replicas get their model's keys.
+    """
 
     def __init__(self, tmp: Path, *, cache_size: int = 32 * 1024 * 1024,
                  max_body: int | None = None, http_server: str | None = None,
-                 frontend_args: tuple[str, ...] = ()) -> None:
+                 frontend_args: tuple[str, ...] = (), rpc_auth: str = "curve") -> None:
         self.tmp = tmp
         self.url = f"sqlite:///{tmp / 'state.db'}"
         self.store = open_store(self.url)
@@ -40,6 +45,9 @@ class Serving:
         self.max_body = max_body
         self.http_server = http_server
         self.frontend_args = list(frontend_args)
+        self.rpc_auth = rpc_auth
+        self.keys_dir = tmp / "rpc_keys"
+        self.keys = curve.ClusterKeys.from_dir(self.keys_dir) if rpc_auth == "curve" else None
         self.frontend: subprocess.Popen[bytes] | None = None
         self.replicas: list[subprocess.Popen[bytes]] = []
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
@@ -50,7 +58,9 @@ class Serving:
         args = [sys.executable, "-m", "clipper_frontends.query", "--store", self.url,
                 "--host", "127.0.0.1", "--port", str(self.port), "--rpc-host", "127.0.0.1",
                 "--rpc-port", str(self.rpc_port), "--cache-size", str(self.cache_size),
-                "--replica-silence-s", "5"]
+                "--replica-silence-s", "5", "--rpc-auth", self.rpc_auth]
+        if self.keys is not None:
+            args += ["--rpc-keys", str(self.keys_dir)]
         if self.max_body is not None:
             args += ["--max-body-bytes", str(self.max_body)]
         if self.http_server is not None:
@@ -81,9 +91,11 @@ class Serving:
 
     def start_replica(self, model_dir: Path, name: str, version: str, input_type: str = "doubles",
                       replica_id: str | None = None, **env: str) -> subprocess.Popen[bytes]:
+        keys = self.keys.replica_env(name, str(version)) if self.keys is not None else {}
         e = dict(os.environ, CLIPPER_MODEL_NAME=name, CLIPPER_MODEL_VERSION=str(version),
                  CLIPPER_INPUT_TYPE=input_type, CLIPPER_IP="127.0.0.1",
-                 CLIPPER_PORT=str(self.rpc_port), CLIPPER_MODEL_PATH=str(model_dir), **env)
+                 CLIPPER_PORT=str(self.rpc_port), CLIPPER_MODEL_PATH=str(model_dir),
+                 **keys, **env)
         if replica_id:
             e["CLIPPER_REPLICA_ID"] = replica_id
         log = open(self.tmp / f"replica-{len(self.replicas)}.log", "wb")

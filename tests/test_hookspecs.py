@@ -291,7 +291,8 @@ def query_frontend() -> Iterator[tuple[Any, int]]:
     store = open_store("memory://")
     rpc_port = free_port()
     app = create_query_app(store, rpc_host="127.0.0.1", rpc_port=rpc_port,
-                           frontend_id="qf-test", replica_silence_s=2.0)
+                           frontend_id="qf-test", replica_silence_s=2.0,
+                           rpc_auth="none")  # the replica here has no keys
     with TestClient(app):
         yield store, rpc_port
     store.close()

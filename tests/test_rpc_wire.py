@@ -84,7 +84,7 @@ class HandWrittenContainer:
 
 @pytest.fixture
 def serving(tmp_path: Path):
-    s = Serving(tmp_path)
+    s = Serving(tmp_path, rpc_auth="none")  # original Clipper containers have no keys
     s.deploy("wire", "hand", batch_size=4)
     s.start_frontend()
     yield s

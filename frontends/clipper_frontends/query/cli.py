@@ -7,7 +7,7 @@ import logging
 import math
 import os
 
-from clipper_core import plugins
+from clipper_core import curve, plugins
 from clipper_core.models import REPLICA_LEASE_S
 from clipper_core.secrets import store_url_from_env
 
@@ -29,9 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
                              "a password comes from env CLIPPER_STORE_PASSWORD or its _FILE)")
     parser.add_argument("--host", default="0.0.0.0", help="HTTP address to listen on")
     parser.add_argument("--port", type=int, default=1337, help="HTTP port")
-    parser.add_argument("--rpc-host", default="0.0.0.0",
-                        help="address of the RPC port model replicas connect to")
+    parser.add_argument("--rpc-host", default=None,
+                        help="address of the RPC port model replicas connect to (default "
+                             "0.0.0.0; 127.0.0.1 with --rpc-auth none)")
     parser.add_argument("--rpc-port", type=int, default=7000, help="RPC port")
+    parser.add_argument("--rpc-auth", choices=curve.RPC_AUTH_MODES,
+                        default=os.environ.get(curve.RPC_AUTH_ENV) or curve.RPC_AUTH_CURVE,
+                        help="curve (default): replicas authenticate with the cluster's keys "
+                             "and serve only their key's model; none: plain Clipper RPC v3 "
+                             f"for original Clipper containers (env {curve.RPC_AUTH_ENV})")
+    parser.add_argument("--rpc-keys", default=os.environ.get(curve.KEYS_DIR_ENV) or None,
+                        metavar="DIR",
+                        help="directory of the RPC keys (server_secret, replica_seed; made "
+                             "when missing); default: CLIPPER_RPC_SERVER_SECRET and "
+                             f"CLIPPER_RPC_REPLICA_SEED or their _FILE (env {curve.KEYS_DIR_ENV})")
+    parser.add_argument("--rpc-max-frame-bytes", type=int,
+                        default=int(os.environ.get("CLIPPER_RPC_MAX_FRAME_BYTES", "0")) or None,
+                        help="largest RPC frame read (default: the largest request body, at "
+                             "least 1 MiB); a replica sending a larger one is disconnected")
     parser.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_SIZE,
                         help="prediction cache size in bytes")
     parser.add_argument("--frontend-id", default=None,
@@ -76,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rpc_keys = _rpc_keys(parser, args)
     trust.redact_logs(args.store)
     frontend = QueryFrontend(args.store, rpc_host=args.rpc_host, rpc_port=args.rpc_port,
                              cache_size=args.cache_size, frontend_id=args.frontend_id,
@@ -84,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
                              replica_silence_s=args.replica_silence_s,
                              replica_lease_s=args.replica_lease_s, freeze_gc=True,
                              pipeline_depth=args.pipeline_depth,
-                             replica_stuck_s=args.replica_stuck_s)
+                             replica_stuck_s=args.replica_stuck_s, rpc_auth=args.rpc_auth,
+                             rpc_keys=rpc_keys, rpc_max_frame_bytes=args.rpc_max_frame_bytes)
     log.info("plugins: %s", ", ".join(f"{p.name} {p.version or ''}".strip()
                                       for p in plugins.list_plugins()))
     if args.http_server == "builtin":
@@ -105,3 +122,21 @@ def main(argv: list[str] | None = None) -> None:
                 access_log=False, proxy_headers=False, server_header=False, date_header=False,
                 backlog=2048, limit_concurrency=http_limits.connections(nofile),
                 timeout_keep_alive=math.ceil(http_limits.keep_alive_s), **trust.uvicorn_tls(args))
+
+
+def _rpc_keys(parser: argparse.ArgumentParser,
+              args: argparse.Namespace) -> curve.ClusterKeys | None:
+    """The RPC keys of ``--rpc-keys`` or the environment; a command-line
+    frontend with CURVE on and no keys is an error (no replica could connect)."""
+    if args.rpc_auth == curve.RPC_AUTH_NONE:
+        return None
+    try:
+        keys = (curve.ClusterKeys.from_dir(args.rpc_keys) if args.rpc_keys
+                else curve.ClusterKeys.from_env())
+    except curve.RPCKeyError as exc:
+        parser.error(str(exc))
+    if keys is None:
+        parser.error(f"RPC auth is curve but no keys were given: --rpc-keys DIR, or "
+                     f"{curve.SERVER_SECRET_ENV} and {curve.REPLICA_SEED_ENV} (or their "
+                     "_FILE), or --rpc-auth none for replicas without keys")
+    return keys

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import socket
 import time
@@ -27,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from clipper_core import plugins
+from clipper_core import curve, plugins
 from clipper_core.cache import PredictionCache
 from clipper_core.interfaces import StateStore
 from clipper_core.models import REPLICA_LEASE_S, Snapshot
@@ -40,12 +41,14 @@ from .queues import PIPELINE_DEPTH
 from .records import ReplicaRecords
 from .replicas import STUCK_BOUND_S, ReplicaPool
 from .routes import Routes
-from .rpc_server import RPCServer
+from .rpc_server import RPCServer, max_frame_bytes
 from .service import QueryService
 from .sync import ConfigSync
 
 DEFAULT_MAX_BODY = DEFAULT_MAX_BODY_BYTES
 DEFAULT_CACHE_SIZE = 32 * 1024 * 1024
+
+log = logging.getLogger("clipper.query")
 
 
 class QueryFrontend:
@@ -55,14 +58,16 @@ class QueryFrontend:
     adapter calls them (the built-in server, or the ASGI lifespan).
     """
 
-    def __init__(self, store: StateStore | str, *, rpc_host: str = "0.0.0.0",
+    def __init__(self, store: StateStore | str, *, rpc_host: str | None = None,
                  rpc_port: int = 7000, cache_size: int = DEFAULT_CACHE_SIZE,
                  frontend_id: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
                  replica_silence_s: float = 15.0, pm: Any = None,
                  freeze_gc: bool = False, replica_lease_s: float = REPLICA_LEASE_S,
                  pipeline_depth: int = PIPELINE_DEPTH,
                  max_batch_inputs: int = DEFAULT_MAX_BATCH_INPUTS,
-                 replica_stuck_s: float = STUCK_BOUND_S) -> None:
+                 replica_stuck_s: float = STUCK_BOUND_S, rpc_auth: str | None = None,
+                 rpc_keys: curve.ClusterKeys | None = None,
+                 rpc_max_frame_bytes: int | None = None) -> None:
         if pipeline_depth < 1:
             raise ValueError(f"pipeline_depth must be at least 1, got {pipeline_depth}")
         self.pipeline_depth = pipeline_depth
@@ -74,7 +79,8 @@ class QueryFrontend:
         self._replica_silence_s = replica_silence_s
         self._replica_stuck_s = replica_stuck_s
         self.store: StateStore | None = store if not isinstance(store, str) else None
-        self.rpc = RPCServer(rpc_host, rpc_port)
+        self.rpc = self._rpc_server(rpc_host, rpc_port, curve.rpc_auth_mode(rpc_auth), rpc_keys,
+                                    rpc_max_frame_bytes or max_frame_bytes(max_body_bytes))
         self.cache = PredictionCache(cache_size)
         self.max_body = max_body_bytes
         self.max_batch_inputs = max_batch_inputs
@@ -85,6 +91,43 @@ class QueryFrontend:
         self.service: QueryService | None = None
         self.sync: ConfigSync | None = None
         self.records: ReplicaRecords | None = None
+
+    def _rpc_server(self, host: str | None, port: int, auth: str,
+                    keys: curve.ClusterKeys | None, frame_bytes: int) -> RPCServer:
+        """The RPC transport.  CURVE (the default) takes ``keys``, else those
+        of the environment, else keys of this process alone (an embedded
+        frontend: its replicas are given ``self.rpc_keys.replica_env(...)``).
+        Without auth the port binds to loopback unless ``host`` is given."""
+        if auth == curve.RPC_AUTH_NONE:
+            host = host or "127.0.0.1"
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("RPC auth is off and the RPC port listens on %s: anyone who "
+                            "reaches it can serve any model", host)
+            self.rpc_keys = None
+            return RPCServer(host, port, max_frame_bytes=frame_bytes)
+        if not curve.curve_available():
+            raise RuntimeError("this libzmq has no CURVE support (libsodium): install a "
+                               "pyzmq wheel with it, or choose RPC auth 'none'")
+        keys = keys or curve.ClusterKeys.from_env()
+        if keys is None:
+            log.warning("no RPC keys given: this frontend made its own, and only "
+                        "replicas given them can connect")
+            keys = curve.ClusterKeys.generate()
+        self.rpc_keys = keys
+        book = curve.ReplicaKeyBook(keys)
+        learnt: list[int | None] = [None]
+
+        def authorise(public_key: str) -> str | None:
+            found = book.lookup(public_key)
+            snap = self.routes.snapshot if self.routes is not None else None
+            if found is None and snap is not None and snap.revision != learnt[0]:
+                learnt[0] = snap.revision
+                book.learn(snap.models)
+                found = book.lookup(public_key)
+            return curve.binding(*found) if found else None
+
+        return RPCServer(host or "0.0.0.0", port, server_keys=keys.server,
+                         authorise=authorise, max_frame_bytes=frame_bytes)
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -101,10 +144,12 @@ class QueryFrontend:
         pool = ReplicaPool(self.rpc.send, lambda n, v, t: routes.queue(n, v, t),
                            lambda r, c, why: records.changed(r, c, why),
                            silence_timeout=self._replica_silence_s,
-                           stuck_bound_s=self._replica_stuck_s)
+                           stuck_bound_s=self._replica_stuck_s,
+                           on_idle=lambda n, v: routes.release(n, v))
         routes = Routes(policies, pool.members, pool.send_batch,
                         lambda ev, out: service.on_result(ev, out),
-                        lambda ev: service.on_dropped(ev), pipeline_depth=self.pipeline_depth)
+                        lambda ev: service.on_dropped(ev), pipeline_depth=self.pipeline_depth,
+                        in_use=pool.serves, on_release=pool.forget)
         service = QueryService(routes, self.cache, max_body_bytes=self.max_body,
                                poll=self.rpc.poll, max_batch_inputs=self.max_batch_inputs)
         records = ReplicaRecords(store, self.frontend_id, pool, lease_s=self.replica_lease_s,
@@ -176,6 +221,6 @@ class QueryFrontend:
                        if routes else {}),
             "cache": self.cache.stats(),
             "rpc": {"connected_replicas": len(pool.replicas) if pool else 0,
-                    "malformed_messages": self.rpc.malformed,
+                    **self.rpc.describe(),
                     "replicas": pool.describe() if pool else []},
         }

@@ -100,10 +100,13 @@ class ReplicaPool:
         message; False when the peer cannot be reached.
     :param get_queue: the queue of a model version (see :data:`GetQueue`).
     :param on_change: called on the loop when a replica connects or is lost.
+    :param on_idle: called with (name, version) when the last replica of a
+        model version is lost (its queue may go: :meth:`forget`).
     """
 
     def __init__(self, transport: Transport, get_queue: GetQueue, on_change: OnChange, *,
-                 silence_timeout: float = 15.0, stuck_bound_s: float = STUCK_BOUND_S) -> None:
+                 silence_timeout: float = 15.0, stuck_bound_s: float = STUCK_BOUND_S,
+                 on_idle: Callable[[str, str], None] | None = None) -> None:
         if stuck_bound_s < STUCK_MIN_S:
             raise ValueError(f"the stuck deadline bound must be at least {STUCK_MIN_S} s, "
                              f"got {stuck_bound_s}")
@@ -111,6 +114,8 @@ class ReplicaPool:
         self._transport = transport
         self._get_queue = get_queue
         self._on_change = on_change
+        #: ``on_idle(name, version)``: the last replica of a version left
+        self._on_idle = on_idle
         self.silence_timeout = silence_timeout
         self.replicas: dict[bytes, ReplicaConn] = {}
         self._members: dict[tuple[str, str], list[ReplicaConn]] = {}
@@ -127,6 +132,20 @@ class ReplicaPool:
         if found is None:
             found = self._members[key] = []
         return found
+
+    def serves(self, model_name: str, model_version: str) -> bool:
+        """Whether any replica (ready or suspect) serves the model version."""
+        return any(r.model_name == model_name and r.model_version == model_version
+                   for r in self.replicas.values())
+
+    def forget(self, model_name: str, model_version: str) -> None:
+        """Drop what the pool keeps for a model version nobody serves (its
+        queue was dropped): its replica list and replica numbering."""
+        key = (model_name, model_version)
+        if self.serves(model_name, model_version) or self._members.get(key):
+            return
+        self._members.pop(key, None)
+        self._counters.pop(key, None)
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -253,6 +272,9 @@ class ReplicaPool:
         if evaluations:
             replica.queue.requeue(evaluations)
         self._on_change(replica, False, reason)
+        if self._on_idle is not None and not self.serves(replica.model_name,
+                                                         replica.model_version):
+            self._on_idle(replica.model_name, replica.model_version)
 
     # -- stuck and silent replicas -------------------------------------------
     def stuck_after(self, queue: ModelQueue) -> float:

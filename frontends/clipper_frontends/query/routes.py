@@ -63,12 +63,18 @@ class Routes:
     :param send_batch: the pool's ``send_batch``.
     :param on_result: ``on_result(evaluation, output)`` for every answer.
     :param on_dropped: ``on_dropped(evaluation)`` for every evaluation given up.
+    :param in_use: ``in_use(model, version)``: whether a replica serves it
+        (its queue stays while one does).
+    :param on_release: ``on_release(model, version)`` after its queue was
+        dropped (the pool forgets its replica list).
     """
 
     def __init__(self, policies: dict[str, PolicyFactory],
                  members: Callable[[str, str], list[Any]], send_batch: SendBatch,
                  on_result: Callable[[Evaluation, bytes], None],
-                 on_dropped: Callable[[Evaluation], None], *, pipeline_depth: int) -> None:
+                 on_dropped: Callable[[Evaluation], None], *, pipeline_depth: int,
+                 in_use: Callable[[str, str], bool] = lambda name, version: True,
+                 on_release: Callable[[str, str], None] = lambda name, version: None) -> None:
         if "aimd" not in policies:
             raise ValueError("the built-in batching policy 'aimd' is not registered")
         self.policies = policies
@@ -77,10 +83,14 @@ class Routes:
         self._on_result = on_result
         self._on_dropped = on_dropped
         self.pipeline_depth = pipeline_depth
+        self._in_use = in_use
+        self._on_release = on_release
         self.apps: dict[str, AppRoute] = {}
         self.queues: dict[tuple[str, str], ModelQueue] = {}
         self.app_metrics: dict[str, AppMetrics] = {}
         self.snapshot: Snapshot | None = None
+        #: the tightest SLO (seconds) of the applications linking each model
+        self._slo: dict[str, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def apply(self, snap: Snapshot) -> None:
@@ -94,6 +104,7 @@ class Routes:
             if app.linked_model:
                 s = app.latency_slo_micros / 1e6
                 slo[app.linked_model] = min(slo.get(app.linked_model, s), s)
+        self._slo = slo
         for (name, version), queue in self.queues.items():
             model = snap.models.get((name, version))
             if model is not None:
@@ -111,6 +122,8 @@ class Routes:
                      else DeadlineTimer(self._loop))
             apps[name] = AppRoute(app, linked_queue, metrics, timer)
         self.apps = apps
+        for name, version in list(self.queues):
+            self.release(name, version)
         log.info("configuration revision %d: %d apps, %d model versions", snap.revision,
                  len(apps), len(snap.models))
 
@@ -126,8 +139,22 @@ class Routes:
                            on_dropped=self._on_dropped, pipeline_depth=self.pipeline_depth)
         if model is not None:
             self._set_policy(queue, model)
+        queue.slo_s = self._slo.get(name, queue.slo_s)
         self.queues[(name, version)] = queue
         return queue
+
+    def release(self, name: str, version: str) -> bool:
+        """Drop the queue of a model version that no application links, no
+        replica serves and nothing waits in (it and its metrics go); whether
+        it was dropped.  A later replica or pinned query makes a new one."""
+        queue = self.queues.get((name, version))
+        if queue is None or queue.queue or self._in_use(name, version):
+            return False
+        if any(route.queue is queue for route in self.apps.values()):
+            return False
+        del self.queues[(name, version)]
+        self._on_release(name, version)
+        return True
 
     def pinned_queue(self, route: AppRoute, version: str) -> ModelQueue | None:
         """The queue of ``version`` of the app's linked model; None if no such version."""
