@@ -96,7 +96,8 @@ def check_manager(name: str) -> None:
 # ---------------------------------------------------------------------------
 
 _KIND_LABELS = {"container_managers": "container manager", "state_stores": "state store",
-                "registries": "registry", "batching_policies": "batching policy"}
+                "registries": "registry", "batching_policies": "batching policy",
+                "selection_policies": "selection policy"}
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -106,7 +107,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     offered: dict[str, list[str]] = {}
     for kind in KINDS:
         for backend in backends(kind).values():
-            offered.setdefault(backend.plugin, []).append(f"{_KIND_LABELS[kind]} {backend.name!r}")
+            offered.setdefault(backend.plugin, []).append(
+                f"{_KIND_LABELS.get(kind, kind)} {backend.name!r}")
     if args.json:
         print(json.dumps([{**i.to_wire(), "backends": offered.get(i.name, [])} for i in infos],
                          indent=2))

@@ -172,12 +172,13 @@ def _check_logs_follow(home: Path, tmp_path: Path, common: list[str]) -> None:
                               daemon=True)
     reader.start()
     try:
-        wait_until(lambda: any(line.startswith("management | ") for line in lines),
+        # Each line is prefixed with its file's name (the copy is <cluster>-management.log).
+        wait_until(lambda: any(line.split(" | ")[0].endswith("-management") for line in lines),
                    timeout=30, what="the management log's last lines")
         source = home / "clusters" / "cli" / "logs" / "management.log"
         with source.open("a") as f:
             f.write("a line written while following\n")
-        wait_until(lambda: "management | a line written while following\n" in lines,
+        wait_until(lambda: "cli-management | a line written while following\n" in lines,
                    timeout=30, what="a new line")
     finally:
         proc.send_signal(signal.SIGINT)
