@@ -4,8 +4,6 @@
   serve HTTPS with this certificate chain and key (PEM files); both or neither;
 - ``--backup`` (management only; env ``CLIPPER_BACKUP``): the configuration
   backup file :mod:`clipper_core.admin.backup` keeps up to date;
-- ``--require-token`` (query only; env ``CLIPPER_QUERY_TOKEN`` or its
-  ``_FILE``): the bearer token every query must carry, off by default;
 - :func:`redact_logs`: no log line shows the store's password or a token.
 
 Secrets are read from the environment or ``<ENV>_FILE`` files
