@@ -11,9 +11,10 @@ inline sklearn route), in this order:
    capacity point again, so "before" and "after" alternate in time and see
    the same machine drift; they are compared by their medians.
 
-``soak``: the frontend's RSS before and after ``--soak-seconds`` at 10x the
-capacity of the ``batch_size=1`` app, and every model's queue length read
-from ``/metrics`` right after the load stops.
+``soak`` (run first when both are asked for): the frontend's RSS before and
+after ``--soak-seconds`` at 10x the capacity of the ``batch_size=1`` app,
+and every model's queue length read from ``/metrics`` right after the load
+stops.
 
 Every point is driven by bench/ratedrive.c, which counts each prediction:
 goodput is a 2xx answer whose ``"default"`` is false and whose latency is
@@ -201,16 +202,16 @@ def wait_queues_empty(system: Clipper, limit_s: float) -> tuple[dict[str, int], 
     return first, round(time.monotonic() - t0, 2)
 
 
-def soak(system: Clipper, s: Settings, capacity: float | None, log: Log) -> dict[str, Any]:
-    """``s.soak_s`` at ``s.soak_multiple`` x the capacity of :data:`SOAK_APP`:
+def soak(system: Clipper, s: Settings, log: Log) -> dict[str, Any]:
+    """``s.soak_s`` at ``s.soak_multiple`` x the capacity of :data:`SOAK_APP`
+    (its best goodput at 16 and 64 connections, measured after a warm-up):
     frontend RSS before, at peak and after; queues left behind."""
     sweep = Sweep(system, s, log)
     ensure_app(system, SOAK_APP, s.slo_ms)
     if s.warmup_s > 0:
         sweep.closed(SOAK_APP, s.capacity_connections, s.warmup_s)
-    if capacity is None:
-        capacity = max(sweep.closed(SOAK_APP, c, s.point_s)["good_rps"]
-                       for c in (s.capacity_connections, 64))
+    capacity = max(sweep.closed(SOAK_APP, c, s.point_s)["good_rps"]
+                   for c in (s.capacity_connections, 64))
     pid = system.frontend_pid()
     before = rss_mib(pid)
     rate = s.soak_multiple * capacity

@@ -152,15 +152,15 @@ class Runner:
         self._goodput(system)
 
     def _goodput(self, system: System) -> None:
-        """The goodput sweep, then the soak (see goodput.py)."""
+        """The soak, then the goodput sweep (see goodput.py): the soak first,
+        so its RSS "before" is not a high-water mark the sweep left."""
         settings = goodput.Settings.from_args(self.args)
+        if "soak" in self.args.scenarios and isinstance(system, Clipper):
+            self.results["soak"] = goodput.soak(system, settings, log)
         if "goodput" in self.args.scenarios and "goodput" in system.scenarios:
             sweep = goodput.Sweep(system, settings, log, self.args.sklearn_expected).run()
             self.results["goodput"][system.name] = sweep
             self.results["points"] += goodput.closed_points(system.name, sweep)
-        if "soak" in self.args.scenarios and isinstance(system, Clipper):
-            cap = self.results["goodput"].get(system.name, {}).get(goodput.SOAK_APP, {})
-            self.results["soak"] = goodput.soak(system, settings, cap.get("capacity_rps"), log)
 
     def overload(self, system: System) -> dict[str, Any]:
         """3x the measured capacity of the model-bound path, open loop."""

@@ -287,12 +287,13 @@ def test_sweep_alternates_capacity_points_around_each_overload(
 @needs_cc
 def test_quick_goodput_and_soak_run(tmp_path: Path) -> None:
     """The goodput sweep and the soak end to end, on ours and the bare app,
-    with 1,024 connections (fewer points than the full sweep, 1 s each)."""
+    with 1,024 connections and 10x offered (fewer points than the full
+    sweep, 1 s each; about 50 s)."""
     pytest.importorskip("matplotlib")
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--scenarios",
-         "goodput,soak", "--goodput-connections", "16,1024", "--goodput-multiples", "3,10",
+         "goodput,soak", "--goodput-connections", "16,1024", "--goodput-multiples", "10",
          "--soak-seconds", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -306,12 +307,12 @@ def test_quick_goodput_and_soak_run(tmp_path: Path) -> None:
         for sweep in apps.values():
             closed = {p["connections"]: p for p in sweep["points"] if p["mode"] == "closed"}
             opened = {p["multiple"]: p for p in sweep["points"] if p["mode"] == "open"}
-            assert set(closed) == {16, 1024} and set(opened) == {3.0, 10.0}
+            assert set(closed) == {16, 1024} and set(opened) == {10.0}
             assert closed[1024]["requests"] > 0 and closed[1024]["socket_errors"] == 0
             assert closed[16]["good_rps"] > 0
             for m, p in opened.items():
                 assert p["offered_rps"] == pytest.approx(m * sweep["capacity_rps"], rel=0.01)
-            assert len(sweep["capacity_before"]) == len(sweep["capacity_after"]) == 2
+            assert len(sweep["capacity_before"]) == len(sweep["capacity_after"]) == 1
             for p in sweep["points"] + sweep["capacity_before"] + sweep["capacity_after"]:
                 assert p["good_rps"] <= p["real_rps"] <= p["answers_rps"] + 1
                 if system == "bare":
@@ -322,7 +323,9 @@ def test_quick_goodput_and_soak_run(tmp_path: Path) -> None:
     assert soak["rss_before_mib"] > 0 and soak["rss_after_mib"] > 0
     assert "sklearn-b1:1" in soak["queues_at_stop"]
     issue15 = [t for t in data["targets"] if t["issue"] == 15]
-    assert len(issue15) == 3 * 2 + 4 and all(t["met"] is not None for t in issue15)
+    assert len(issue15) == 3 * 2 + 4
+    for t in issue15:  # 64/256 connections and 1.5x/3x were not run: not measured
+        assert (t["met"] is None) == ("@64/256" in t["target"]), t
     md = (out / "latest.md").read_text()
     assert "## Targets (issue 15)" in md and "### bare Starlette: model inline" in md
     assert (out / "latest-goodput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
