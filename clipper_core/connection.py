@@ -28,6 +28,7 @@ from .admin.inputs import check_base_image, check_image_reference, check_require
 from .admin.local import check_predict_function
 from .admin.replica_api import ReplicaAPI, count_arg
 from .admin.replica_api import requires_connection as _connected
+from .admin.selection_api import SelectionAPI
 from .admin.service import new_application
 from .admin.wire import (
     AddApp,
@@ -60,7 +61,7 @@ _START = "ClipperConnection.start_clipper"
 CA_BUNDLE_ENV = "CLIPPER_CA_BUNDLE"
 
 
-class ClipperConnection(ReplicaAPI):
+class ClipperConnection(ReplicaAPI, SelectionAPI):
     """Start, connect to and manage a Clipper cluster.
 
     :param container_manager: a ContainerManager, or the name of an installed
@@ -165,15 +166,23 @@ class ClipperConnection(ReplicaAPI):
 
     @_connected
     def register_application(self, name: str, input_type: str, default_output: str,
-                             slo_micros: int) -> None:
+                             slo_micros: int, selection_policy: str | None = None,
+                             policy_params: dict[str, Any] | None = None,
+                             confidence_threshold: float | None = None) -> None:
         """Register an application: the endpoint ``POST /{name}/predict``.
 
-        Fails when an application ``name`` exists or an argument is invalid.
+        ``selection_policy`` (default ``single``: one linked model, Clipper's
+        behaviour) chooses among several linked models, with its
+        ``policy_params``; below ``confidence_threshold`` an ensemble answers
+        with the default output.  Fails when an application ``name`` exists
+        or an argument is invalid.
         """
         app = new_application(name, input_type, default_output, slo_micros)
         self._call(AddApp(name=app.name, input_type=app.input_type.label,
                           default_output=app.default_output,
-                          latency_slo_micros=app.latency_slo_micros))
+                          latency_slo_micros=app.latency_slo_micros,
+                          selection_policy=selection_policy, policy_params=policy_params,
+                          confidence_threshold=confidence_threshold))
         log.info("Application %s was successfully registered", app.name)
 
     @_connected
@@ -212,7 +221,7 @@ class ClipperConnection(ReplicaAPI):
     def get_app_info(self, name: str) -> dict[str, Any] | None:
         """The application's info dict, or None if there is none called ``name``."""
         app = self._call(GetApplication(name=name))
-        return app.to_wire() if app is not None else None
+        return self._app_info(app) if app is not None else None
 
     @_connected
     def get_linked_models(self, app_name: str) -> list[str]:

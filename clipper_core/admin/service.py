@@ -31,6 +31,7 @@ from ..errors import ConflictError, NotFoundError, PluginError, ValidationError
 from ..interfaces import StateStore
 from ..models import Application, InputType, ModelVersion, Replica
 from ..plugins import get_backend, notify
+from . import selection
 from .applied import apply_timeout_from_env, wait_applied
 from .backup import ImportSummary, export_configuration, import_configuration
 from .guards import Guard, guard_for
@@ -52,10 +53,12 @@ from .wire import (
     GetContainer,
     GetLinkedModels,
     GetModel,
+    GetSelectionWeights,
     ImportConfiguration,
     ModelInfo,
     Request,
     SetModelVersion,
+    SetSelectionPolicy,
 )
 
 #: Characters an application name may use: those that stand unescaped in
@@ -135,6 +138,8 @@ class AdminService:
     def add_app(self, req: AddApp) -> Done:
         app = new_application(req.name, req.input_type, req.default_output,
                               req.latency_slo_micros)
+        app = selection.with_policy(app, req.selection_policy, req.policy_params,
+                                    req.confidence_threshold)
         self.store.add_application(app)  # atomic: ConflictError if the name exists
         notify("clipper_application_registered", application=app)
         self._applied()
@@ -155,7 +160,18 @@ class AdminService:
 
     def get_linked_models(self, req: GetLinkedModels) -> list[str]:
         app = self._app(req.app_name)
-        return [app.linked_model] if app.linked_model else []
+        return list(app.linked_models)
+
+    def set_selection_policy(self, req: SetSelectionPolicy) -> Done:
+        with self.guard():
+            app = selection.with_policy(self._app(req.app_name), req.selection_policy,
+                                        req.policy_params, req.confidence_threshold)
+            self.store.set_selection(app)
+        self._applied()
+        return Done(application=app)
+
+    def get_selection_weights(self, req: GetSelectionWeights) -> dict[str, Any]:
+        return selection.current_weights(self.store, self._app(req.app_name))
 
     # -- models ------------------------------------------------------------
     def add_model(self, req: AddModel) -> Done:
@@ -217,13 +233,9 @@ class AdminService:
         with self.guard():
             app = self._app(req.app_name)
             versions = self._versions(model_name)
-            if app.linked_model == model_name:
+            if model_name in app.linked_models:
                 return Done()
-            if app.linked_model is not None:
-                raise ConflictError(
-                    f"Application '{app.name}' is already linked to model "
-                    f"'{app.linked_model}'; an application links at most one model: "
-                    "unlink it first", app_name=app.name, linked_model=app.linked_model)
+            new = selection.linked(app, model_name)  # ConflictError on 'single'
             current = self.store.get_current_version(model_name)
             model = next((m for m in versions if m.version == current), versions[-1])
             if model.input_type != app.input_type:
@@ -231,7 +243,10 @@ class AdminService:
                     f"Model '{model_name}' has input type {model.input_type.label} but "
                     f"application '{app.name}' has input type {app.input_type.label}; they "
                     "must be the same", app_name=app.name, model_name=model_name)
-            self.store.set_link(app.name, model_name)
+            if new.selects:
+                self.store.set_selection(new)
+            else:
+                self.store.set_link(app.name, model_name)
         self._applied()
         return Done()
 
@@ -239,11 +254,14 @@ class AdminService:
         model_name = self._one_model(req)
         with self.guard():
             app = self._app(req.app_name)
-            if app.linked_model != model_name:
+            if model_name not in app.linked_models:
                 raise NotFoundError(
                     f"Model '{model_name}' is not linked to application '{app.name}'",
                     app_name=app.name, model_name=model_name)
-            self.store.set_link(app.name, None)
+            if app.selects:
+                self.store.set_selection(selection.unlinked(app, model_name))
+            else:
+                self.store.set_link(app.name, None)
         self._applied()
         return Done()
 
@@ -302,7 +320,7 @@ class AdminService:
     def _check_linked_apps(self, model: ModelVersion) -> None:
         """A version about to serve ``model.name`` keeps its linked apps' input type."""
         for app in self.store.list_applications():
-            if app.linked_model == model.name and app.input_type != model.input_type:
+            if model.name in app.linked_models and app.input_type != model.input_type:
                 raise ValidationError(
                     f"Model '{model.name}' is linked to application '{app.name}' with input "
                     f"type {app.input_type.label}; version '{model.version}' has input type "

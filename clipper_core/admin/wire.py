@@ -117,12 +117,21 @@ class AddApp(Request[Done]):
     input_type: str | int
     default_output: str
     latency_slo_micros: int
+    #: the model-selection layer (optional: ``single``, no parameters)
+    selection_policy: str | None = None
+    policy_params: dict[str, Any] | None = None
+    confidence_threshold: float | None = None
 
     @classmethod
     def from_wire(cls, body: Mapping[str, Any]) -> AddApp:
         return cls(name=field(body, "name", str), input_type=field(body, "input_type", (str, int)),
                    default_output=field(body, "default_output", str),
-                   latency_slo_micros=field(body, "latency_slo_micros", int))
+                   latency_slo_micros=field(body, "latency_slo_micros", int),
+                   **selection_fields(body))
+
+    def to_wire(self) -> dict[str, Any]:
+        # Clipper's four fields alone unless the app names a selection policy.
+        return {k: v for k, v in super().to_wire().items() if v is not None}
 
     def response_from_wire(self, data: Any) -> Done:
         return Done.from_wire(data)
@@ -388,8 +397,50 @@ class ImportConfiguration(Request[Any]):
         return ImportSummary.from_wire(data)
 
 
+def selection_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional selection fields of a request body, JSON types checked."""
+    return {"selection_policy": field(body, "selection_policy", str, default=None),
+            "policy_params": field(body, "policy_params", dict, default=None),
+            "confidence_threshold": field(body, "confidence_threshold", (int, float),
+                                          default=None)}
+
+
+@attrs.frozen(kw_only=True)
+class SetSelectionPolicy(Request[Done]):
+    """Change an application's selection policy (``/admin/set_selection_policy``);
+    parameters and threshold left out keep their values."""
+
+    path: ClassVar[str] = "set_selection_policy"
+    writes: ClassVar[bool] = True
+    app_name: str
+    selection_policy: str | None = None
+    policy_params: dict[str, Any] | None = None
+    confidence_threshold: float | None = None
+
+    @classmethod
+    def from_wire(cls, body: Mapping[str, Any]) -> SetSelectionPolicy:
+        return cls(app_name=field(body, "app_name", str), **selection_fields(body))
+
+    def response_from_wire(self, data: Any) -> Done:
+        return Done.from_wire(data)
+
+
+@attrs.frozen(kw_only=True)
+class GetSelectionWeights(Request[dict[str, Any]]):
+    """An application's current selection weights by model, from its stored
+    policy state (``/admin/get_selection_weights``)."""
+
+    path: ClassVar[str] = "get_selection_weights"
+    app_name: str
+
+    @classmethod
+    def from_wire(cls, body: Mapping[str, Any]) -> GetSelectionWeights:
+        return cls(app_name=field(body, "app_name", str))
+
+
 #: Every ``POST /admin/{path}`` endpoint: path -> request class.
 REQUESTS: dict[str, type[Request[Any]]] = {cls.path: cls for cls in (
     AddApp, DeleteApp, AddModel, DeleteVersionedModel, AddModelLinks, DeleteModelLinks,
     SetModelVersion, GetAllApplications, GetApplication, GetLinkedModels, GetAllModels,
-    GetModel, GetAllContainers, GetContainer, ExportConfiguration, ImportConfiguration)}
+    GetModel, GetAllContainers, GetContainer, ExportConfiguration, ImportConfiguration,
+    SetSelectionPolicy, GetSelectionWeights)}
