@@ -37,10 +37,11 @@ def refusal(status: int, error: str, cause: str) -> tuple[int, bytes]:
 class Request:
     """One request of a connection, parsed (or refused: ``error``)."""
 
-    __slots__ = ("method", "path", "body", "keep_alive", "t0", "error", "headers")
+    __slots__ = ("method", "path", "body", "keep_alive", "t0", "error", "headers", "rid")
 
     def __init__(self, method: bytes, path: str, body: bytes, keep_alive: bool,
-                 error: tuple[int, bytes] | None = None, headers: bytes = b"") -> None:
+                 error: tuple[int, bytes] | None = None, headers: bytes = b"",
+                 rid: bytes = b"") -> None:
         self.method = method
         self.path = path
         self.body = body
@@ -49,6 +50,8 @@ class Request:
         self.error = error
         #: extra header lines of the response, CRLF-terminated
         self.headers = headers
+        #: the request id (``X-Request-Id``); empty: one is made when answering
+        self.rid = rid
 
 
 class Gather:

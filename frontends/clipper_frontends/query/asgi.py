@@ -27,6 +27,7 @@ from clipper_core.errors import (
     ValidationError,
 )
 
+from .access import HEADER, request_id
 from .answers import refusal
 from .frontend import QueryFrontend
 from .limits import HTTPLimits
@@ -69,6 +70,31 @@ class QueryASGI:
                 return
 
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Answer one request with its ``X-Request-Id`` (and its access log line)."""
+        rid = b""
+        for name, value in scope["headers"]:
+            if name == HEADER:
+                rid = value
+                break
+        rid = request_id(rid)
+        t0 = time.perf_counter()
+        sent = [0, 0]  # status, body bytes
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
+                sent[0] = message["status"]
+            else:
+                sent[1] += len(message.get("body", b""))
+            await send(message)
+
+        await self._answer(scope, receive, send_with_id)
+        access = self.frontend.access_log
+        if access is not None:
+            access.log(scope["method"].encode(), scope["path"], sent[0],
+                       time.perf_counter() - t0, sent[1], rid)
+
+    async def _answer(self, scope: Scope, receive: Any, send: Any) -> None:
         service = self.frontend.service
         if service is None:
             await _send(send, 503, orjson.dumps({"error": "Service unavailable",

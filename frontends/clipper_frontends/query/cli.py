@@ -13,7 +13,7 @@ from clipper_core.secrets import store_url_from_env
 
 from .. import trust
 from ..serving_limits import raise_nofile_limit
-from . import limits
+from . import access, limits, prometheus
 from .frontend import DEFAULT_CACHE_SIZE, QueryFrontend
 from .queues import PIPELINE_DEPTH
 from .replicas import STUCK_BOUND_S
@@ -68,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
                         default=os.environ.get("CLIPPER_HTTP_SERVER", "builtin"),
                         help="the built-in httptools server (default) or uvicorn (ASGI)")
     parser.add_argument("--log-level", default=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"))
+    parser.add_argument("--prometheus-port", type=int,
+                        default=_env_int(prometheus.PORT_ENV),
+                        help=f"port of the Prometheus metrics (text format at /metrics; "
+                             f"0: off; default {prometheus.DEFAULT_PORT}, skipped with a "
+                             f"warning when taken; env {prometheus.PORT_ENV}); the query "
+                             f"port also serves them at /prometheus")
+    parser.add_argument("--access-log", nargs="?", const="-",
+                        default=os.environ.get(access.ACCESS_LOG_ENV) or None, metavar="FILE",
+                        help="log one line per request (method, path, status, latency, "
+                             "request id) to FILE, or stderr without one; off by default "
+                             f"(env {access.ACCESS_LOG_ENV})")
     limits.add_arguments(parser)
     trust.add_arguments(parser, backup=False)
     return parser
@@ -101,7 +112,13 @@ def main(argv: list[str] | None = None) -> None:
                              replica_lease_s=args.replica_lease_s, freeze_gc=True,
                              pipeline_depth=args.pipeline_depth,
                              replica_stuck_s=args.replica_stuck_s, rpc_auth=args.rpc_auth,
-                             rpc_keys=rpc_keys, rpc_max_frame_bytes=args.rpc_max_frame_bytes)
+                             rpc_keys=rpc_keys, rpc_max_frame_bytes=args.rpc_max_frame_bytes,
+                             prometheus_port=(prometheus.DEFAULT_PORT if args.prometheus_port
+                                              is None else args.prometheus_port),
+                             prometheus_host=args.host,
+                             prometheus_required=args.prometheus_port is not None)
+    if args.access_log:
+        frontend.access_log = access.AccessLog.open(args.access_log)
     log.info("plugins: %s", ", ".join(f"{p.name} {p.version or ''}".strip()
                                       for p in plugins.list_plugins()))
     if args.http_server == "builtin":
@@ -122,6 +139,11 @@ def main(argv: list[str] | None = None) -> None:
                 access_log=False, proxy_headers=False, server_header=False, date_header=False,
                 backlog=2048, limit_concurrency=http_limits.connections(nofile),
                 timeout_keep_alive=math.ceil(http_limits.keep_alive_s), **trust.uvicorn_tls(args))
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else None
 
 
 def _rpc_keys(parser: argparse.ArgumentParser,

@@ -32,6 +32,7 @@ from clipper_core.errors import (
     ValidationError,
 )
 
+from .access import AccessLog, next_request_id, request_id
 from .answers import REASONS, Gather, GatherPending, Request, refusal
 from .limits import HTTPLimits
 from .service import Pending, error_payload
@@ -59,6 +60,7 @@ class Server(Protocol):
     limits: HTTPLimits
     max_connections: int
     connections: set[QueryProtocol]
+    access_log: AccessLog | None
 
 
 class QueryProtocol(asyncio.Protocol):
@@ -71,6 +73,7 @@ class QueryProtocol(asyncio.Protocol):
         self.max_body = service.max_body
         self._max_url = limits.max_url_bytes
         self._head_cap = limits.head_bytes
+        self._access = server.access_log
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.last_active = time.monotonic()
@@ -88,6 +91,7 @@ class QueryProtocol(asyncio.Protocol):
         self._parts: list[bytes] = []
         self._size = 0
         self._expect_continue = False
+        self._rid = b""
         self._continue_owed = False
         self._refused = False
         self._discard_left = DISCARD_BYTES
@@ -221,6 +225,7 @@ class QueryProtocol(asyncio.Protocol):
         self._size = 0
         self._header_count = self._header_bytes = 0
         self._expect_continue = False
+        self._rid = b""
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -241,6 +246,8 @@ class QueryProtocol(asyncio.Protocol):
                     f"request body of {declared} bytes exceeds the limit of {self.max_body}")))
         elif len(name) == 6 and name.lower() == b"expect":
             self._expect_continue = value.lower() == b"100-continue"
+        elif len(name) == 12 and name.lower() == b"x-request-id":
+            self._rid = value
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -294,7 +301,8 @@ class QueryProtocol(asyncio.Protocol):
                 return
         q = url.find(b"?")
         path = (url if q < 0 else url[:q]).decode("latin-1")
-        request = Request(method, path, body, self.parser.should_keep_alive())
+        request = Request(method, path, body, self.parser.should_keep_alive(),
+                          rid=request_id(self._rid))
         self._enqueue(request)
 
     def _not_implemented(self, method: bytes) -> None:
@@ -332,8 +340,9 @@ class QueryProtocol(asyncio.Protocol):
                 self.fail(request, exc)
 
     def fail(self, request: Request, exc: Exception) -> None:
-        log.error("error answering %s %s", request.method.decode(), request.path,
-                  exc_info=exc)
+        rid = request.rid.decode("latin-1")
+        log.error("error answering %s %s (request id %s)", request.method.decode(),
+                  request.path, rid, exc_info=exc, extra={"request_id": rid})
         self.respond(500, orjson.dumps({"error": "Internal server error",
                                         "cause": f"{type(exc).__name__}: {exc}"}), request)
 
@@ -381,11 +390,15 @@ class QueryProtocol(asyncio.Protocol):
         if self.closed:
             return
         keep_alive = request.keep_alive and not self.draining
-        head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
-            status, REASONS.get(status, b"Error"), content_type,
-            len(payload) if length is None else length)
+        rid = request.rid or next_request_id()
+        head = (b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+                b"x-request-id: %s\r\n" % (status, REASONS.get(status, b"Error"), content_type,
+                                            len(payload) if length is None else length, rid))
         if request.headers:
             head += request.headers
+        if self._access is not None:
+            self._access.log(request.method, request.path, status,
+                             time.perf_counter() - request.t0, len(payload), rid)
         assert self.transport is not None
         self.transport.write(head + (b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
                              + payload)

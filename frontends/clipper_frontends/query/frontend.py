@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+import clipper_core
 from clipper_core import curve, plugins
 from clipper_core.cache import PredictionCache
 from clipper_core.interfaces import StateStore
@@ -35,7 +36,8 @@ from clipper_core.models import REPLICA_LEASE_S, Snapshot
 from clipper_core.secrets import redact_url
 from clipper_core.stores.presence import FrontendPresence
 
-from . import openapi
+from . import oip, openapi, prometheus
+from .access import AccessLog
 from .limits import DEFAULT_MAX_BATCH_INPUTS, DEFAULT_MAX_BODY_BYTES
 from .queues import PIPELINE_DEPTH
 from .records import ReplicaRecords
@@ -67,7 +69,8 @@ class QueryFrontend:
                  max_batch_inputs: int = DEFAULT_MAX_BATCH_INPUTS,
                  replica_stuck_s: float = STUCK_BOUND_S, rpc_auth: str | None = None,
                  rpc_keys: curve.ClusterKeys | None = None,
-                 rpc_max_frame_bytes: int | None = None) -> None:
+                 rpc_max_frame_bytes: int | None = None, prometheus_port: int = 0,
+                 prometheus_host: str = "0.0.0.0", prometheus_required: bool = True) -> None:
         if pipeline_depth < 1:
             raise ValueError(f"pipeline_depth must be at least 1, got {pipeline_depth}")
         self.pipeline_depth = pipeline_depth
@@ -85,6 +88,15 @@ class QueryFrontend:
         self.max_body = max_body_bytes
         self.max_batch_inputs = max_batch_inputs
         self.started_at = time.time()
+        #: Prometheus: the registry read at scrape time; the metrics port (0:
+        #: off; not ``prometheus_required``: a taken port is only a warning)
+        self.prometheus = prometheus.registry_for(self)
+        self._metrics_server = (prometheus.MetricsServer(self.prometheus, prometheus_host,
+                                                         prometheus_port)
+                                if prometheus_port else None)
+        self._prometheus_required = prometheus_required
+        #: one line per request when set (``--access-log``); closed at stop
+        self.access_log: AccessLog | None = None
         # Made at start(), when the plugins and the store are known.
         self.pool: ReplicaPool | None = None
         self.routes: Routes | None = None
@@ -159,6 +171,10 @@ class QueryFrontend:
         service.bind(loop)
         records.bind(loop)
         service.add_route(b"GET", "/metrics", self._metrics_route)
+        service.add_route(b"GET", "/prometheus", lambda: prometheus.exposition(self.prometheus),
+                          prometheus.CONTENT_TYPE)
+        oip.OpenInference(service, lambda: self.readiness()[0] == 200,
+                          clipper_core.__version__).install()  # /v2/...
         service.add_route(b"GET", "/healthz", lambda: (200, b'{"status":"ok"}'))
         service.add_route(b"GET", "/readyz", self._readyz_route)
         for method, path, handler, content_type in openapi.routes():  # /openapi.json, /docs
@@ -168,6 +184,7 @@ class QueryFrontend:
         self.rpc.start(pool)
         pool.start()
         await sync.start()
+        await self._start_metrics_server()
         if self._freeze_gc:
             # Everything alive now (modules, classes, the loaded configuration)
             # lives as long as the process: keep it out of the collector's
@@ -175,7 +192,23 @@ class QueryFrontend:
             gc.collect()
             gc.freeze()
 
+    async def _start_metrics_server(self) -> None:
+        if self._metrics_server is None:
+            return
+        try:
+            await self._metrics_server.start()
+        except OSError as exc:
+            if self._prometheus_required:
+                raise
+            log.warning("Prometheus metrics port %d not served (%s); they stay at GET "
+                        "/prometheus on the query port", self._metrics_server.port, exc)
+            self._metrics_server = None
+
     async def stop(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+        if self.access_log is not None:
+            self.access_log.close()
         if self.sync is not None:
             self.sync.stop()
         if self.pool is not None:

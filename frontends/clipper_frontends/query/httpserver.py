@@ -63,6 +63,8 @@ class QueryHTTPServer:
         #: the connection cap, known at start (it may derive from the file limit)
         self.max_connections = self.limits.max_connections or 1 << 30
         self.connections: set[QueryProtocol] = set()
+        #: one line per request (``--access-log``), or None
+        self.access_log = frontend.access_log
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 

@@ -47,6 +47,8 @@ from typing import Any, Protocol
 
 from clipper_core.interfaces import BatchingPolicy
 
+from .metrics import BatchMetrics
+
 log = logging.getLogger("clipper.queues")
 
 RING = 1024
@@ -161,6 +163,8 @@ class ModelQueue:
         self._sizes = array("H", bytes(2 * RING))
         self._latencies = array("d", bytes(8 * RING))
         self._ring = 0
+        #: batch size and latency histograms (Prometheus)
+        self.histograms = BatchMetrics()
 
     # -- replicas ----------------------------------------------------------
     @property
@@ -310,6 +314,7 @@ class ModelQueue:
         self._sizes[i] = min(n, 65535)
         self._latencies[i] = latency_s
         self._ring = (i + 1) % RING
+        self.histograms.observe(n, latency_s)
         # Exponentially smoothed; the first batches (imports, warm-up) are left out.
         if self.batches > WARM_BATCHES // 2:
             prev = self.batch_s

@@ -165,14 +165,17 @@ class QueryService:
             self._next_query_id = qid + 1
             if value is TIMEOUT:
                 defaults += 1
+                route.metrics.slo_defaults += 1
                 results.append({"query_id": qid, "output": route.default_value, "default": True,
                                 "default_explanation": SLO_MISSED})
             elif type(value) is ModelError:
                 defaults += 1
+                route.metrics.error_defaults += 1
                 results.append({"query_id": qid, "output": route.default_value, "default": True,
                                 "default_explanation": f"Model error: {value.message}"})
             elif value is NO_MODEL_VALUE:
                 defaults += 1
+                route.metrics.no_model_defaults += 1
                 results.append({"query_id": qid, "output": route.default_value, "default": True,
                                 "default_explanation": NO_MODEL})
             else:
@@ -276,6 +279,7 @@ class QueryService:
                 # query gets the default at its deadline, not sooner (a
                 # client answered at once would only ask again at once).
                 queue.shed += 1
+                route.metrics.shed += 1
             elif ev is not None:
                 ev.waiters.append(w)
                 if deadline > ev.deadline:
