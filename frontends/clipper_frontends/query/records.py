@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from clipper_core import plugins
@@ -47,6 +48,9 @@ class ReplicaRecords:
         self.stale = False
         self._renewed = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # One writer thread: a replica's record is written and deleted in the
+        # order it connected and left (two threads could delete it first).
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="replica-records")
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -57,10 +61,10 @@ class ReplicaRecords:
         loop = self._loop
         assert loop is not None
         if connected:
-            loop.run_in_executor(None, self._write, self.store.put_replica, record)
+            loop.run_in_executor(self._writer, self._write, self.store.put_replica, record)
             plugins.notify("clipper_replica_connected", replica=record)
         else:
-            loop.run_in_executor(None, self._write, self.store.delete_replica,
+            loop.run_in_executor(self._writer, self._write, self.store.delete_replica,
                                  record.model_name, record.model_version,
                                  record.replica_id, self.frontend_id)
             plugins.notify("clipper_replica_lost", replica=record, reason=reason)
@@ -90,7 +94,7 @@ class ReplicaRecords:
         if loop is None:
             return
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(loop.run_in_executor(None, self._forget), timeout_s)
+            await asyncio.wait_for(loop.run_in_executor(self._writer, self._forget), timeout_s)
 
     # -- executor threads ------------------------------------------------------
     def _write(self, write: Callable[..., Any], *args: Any) -> None:
