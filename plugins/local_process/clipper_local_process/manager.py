@@ -28,7 +28,7 @@ from clipper_core.errors import ClipperException, ClusterStartError, ContainerEr
 from clipper_core.models import InputType, ReplicaStatus, validate_name
 
 from . import replicas as rp
-from . import startup
+from . import startup, watchdog
 from .artifacts import Artifact, Progress, build_artifact, stderr_progress
 from .clusters import ClusterConfig, default_state_dir, read_token, write_token
 from .processes import ProcessInfo, ProcessTable
@@ -47,7 +47,6 @@ _DEFAULT_IMAGES = ("default", "clipper/query_frontend", "clipper/management_fron
 
 def _is_default_image(image: str | None) -> bool:
     return image is None or any(image == d or image.startswith(d + ":") for d in _DEFAULT_IMAGES)
-
 
 
 class LocalProcessContainerManager:
@@ -178,7 +177,8 @@ class LocalProcessContainerManager:
         """Remove what a crashed cluster left behind (processes, status files, db)."""
         if ClusterConfig.load(self.state_dir) is not None:
             self.stop_all(graceful=False)
-        shutil.rmtree(self.state_dir / "procs", ignore_errors=True)
+        for sub in ("procs", "desired"):
+            shutil.rmtree(self.state_dir / sub, ignore_errors=True)
         shutil.rmtree(self.state_dir / "logs", ignore_errors=True)
         if self.store_url is None:  # a new cluster starts with an empty default store
             self._remove_default_db()
@@ -198,6 +198,7 @@ class LocalProcessContainerManager:
                       f"(state dir {self.state_dir})")
         checks = startup.start_frontends(table, config, launch.ClusterSecrets(admin_token=token))
         startup.wait_ready(table, checks, token, self.cluster_name, self.start_timeout)
+        watchdog.install(self.state_dir, self.python, config.cluster_id, startup.base_env())
         self.progress(f"Clipper cluster {config.cluster_name!r} is up: queries at "
                       f"http://{self.get_query_addr()}, management at "
                       f"http://{self.get_admin_addr()}")
@@ -212,6 +213,7 @@ class LocalProcessContainerManager:
             self._store.close()
             self._store = None
         config = self.config
+        watchdog.ensure(self.state_dir)
         url = f"http://{config.host}:{config.management_port}/admin/ping"
         token = read_token(self.state_dir)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -291,13 +293,18 @@ class LocalProcessContainerManager:
         self.set_num_replicas(name, version, input_type, image, num_replicas)
 
     def get_num_replicas(self, name: str, version: str) -> int:
-        return sum(1 for p in self._replicas(str(name), str(version)) if p.alive)
+        """The replicas of name:version running now, not those asked for (one
+        being restored is not counted)."""
+        watchdog.ensure(self.state_dir)
+        return sum(1 for p in self._replicas(str(name), str(version))
+                   if p.status == "running" and p.pid)
 
     def set_num_replicas(self, name: str, version: str, input_type: InputType | str, image: str,
                          num_replicas: int) -> None:
         """Start or stop replicas of name:version until ``num_replicas`` run.
 
         New replicas get the lowest free index; the highest indices stop first.
+        Counts what is desired, so a replica being restored keeps its index.
         Waits (up to ``replica_timeout``) for new replicas to connect; if one
         crashes on start, stops the replicas this call started and raises
         ContainerError with the crash's log tail."""
@@ -307,11 +314,8 @@ class LocalProcessContainerManager:
                                  value=num_replicas)
         config = self.config
         table = self._table(config)
-        running = [p for p in self._replicas(name, version) if p.alive]
-        dead = [p.name for p in self._replicas(name, version) if not p.alive]
-        if dead:
-            table.stop(dead)
-        by_index = sorted(running, key=lambda p: int(p.labels.get("index", "0")))
+        watchdog.ensure(self.state_dir)
+        by_index = rp.desired_replicas(table, name, version)
         if num_replicas < len(by_index):
             table.stop([p.name for p in by_index[num_replicas:]])
             return
@@ -331,8 +335,7 @@ class LocalProcessContainerManager:
                                             image, index))
         try:
             rp.wait_connected(self._open_store(), table, config, name, version, started,
-                              self.get_num_replicas(name, version), self.replica_timeout,
-                              self.progress)
+                              num_replicas, self.replica_timeout, self.progress)
         except ContainerError:
             table.stop(started, timeout=2.0)  # do not leave a crash loop behind
             raise
@@ -347,11 +350,8 @@ class LocalProcessContainerManager:
     def list_replicas(self) -> list[ReplicaStatus]:
         """Every model replica process: status (``running``, ``backoff`` while
         waiting to restart, ``exited``...), restart count and pid."""
-        return [ReplicaStatus(model_name=p.labels["model_name"],
-                              model_version=p.labels["model_version"],
-                              replica_id=p.labels["replica_id"], status=p.status,
-                              restarts=p.restarts, handle=str(p.pid or ""))
-                for p in self._replicas()]
+        watchdog.ensure(self.state_dir)
+        return [rp.replica_status(p) for p in self._replicas()]
 
     def get_logs(self, logging_dir: str) -> list[str]:
         """Copy every process's log file into ``logging_dir``; return the paths."""
@@ -366,23 +366,21 @@ class LocalProcessContainerManager:
 
     def stop_models(self, models: dict[str, list[str]]) -> None:
         """Stop every replica of each ``name -> [versions]``."""
-        names = [p.name for p in self._replicas()
-                 if p.labels["model_version"] in {str(v) for v in
-                                                  models.get(p.labels["model_name"], ())}]
-        self._table().stop(names)
+        self._table().stop(rp.replica_names(self._table(), models))
 
     def stop_all_model_containers(self) -> None:
         """Stop every model replica of the cluster (works without connect)."""
-        self._table().stop([p.name for p in self._replicas()])
+        self._table().stop(rp.replica_names(self._table()))
 
     def stop_all(self, graceful: bool = True) -> None:
         """Stop every process of the cluster (replicas first, then frontends),
         SIGKILL stragglers, and forget the cluster: its state (the default
         SQLite store), token and process records are removed; logs stay."""
+        watchdog.uninstall(self.state_dir)  # first: it would restore what we stop
         config = ClusterConfig.load(self.state_dir)
         table = self._table(config)
         timeout = 8.0 if graceful else 2.0
-        table.stop([p.name for p in self._replicas()], timeout=timeout)
+        table.stop(rp.replica_names(table), timeout=timeout)
         table.stop([p.name for p in table.select()], timeout=timeout)
         if config is not None:
             table.sweep()

@@ -2,8 +2,10 @@
 
 Every frontend and model replica runs under its own supervisor
 (:mod:`clipper_local_process.supervise`), started detached in a new session.
-The supervisor's status file ``procs/NAME.json`` is the only record of a
-process, so any Python process can inspect or stop the cluster.  Every
+``desired/NAME.json`` records what should run (the watchdog restores it, see
+:mod:`clipper_local_process.watchdog`); the supervisor's status file
+``procs/NAME.json`` records what runs, so any Python process can inspect or
+stop the cluster.  Every
 process also carries ``CLIPPER_LOCAL_CLUSTER_ID`` in its environment, which
 :meth:`ProcessTable.sweep` uses to find strays (e.g. children of a supervisor
 that was SIGKILLed).
@@ -25,6 +27,8 @@ import attrs
 import psutil
 
 from clipper_core.errors import ContainerError
+
+from .desired import DesiredProcess, DesiredState, lock_free, lock_holder
 
 CLUSTER_ID_ENV = "CLIPPER_LOCAL_CLUSTER_ID"
 
@@ -78,40 +82,29 @@ class ProcessTable:
         self.python = python
         self.procs_dir = state_dir / "procs"
         self.logs_dir = state_dir / "logs"
+        self.desired = DesiredState(state_dir)
 
     # -- starting ------------------------------------------------------------
     def start(self, name: str, command: list[str], env: dict[str, str],
               labels: dict[str, str] | None = None, *, backoff: float = 0.5,
               max_backoff: float = 30.0) -> ProcessInfo:
-        """Start ``command`` under a new detached supervisor called ``name``.
+        """Record ``name`` as desired and start ``command`` under a new detached
+        supervisor called ``name``.
 
         Returns once the supervisor has written its first status.  Raises
         :class:`ContainerError` if a live process already has that name or the
         supervisor dies at once.
         """
-        self.procs_dir.mkdir(parents=True, exist_ok=True)
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
         existing = self.get(name)
         if existing is not None and existing.alive:
             raise ContainerError(f"Process {name!r} is already running "
                                  f"(supervisor pid {existing.supervisor_pid})", process=name)
-        status = self.procs_dir / f"{name}.json"
-        status.unlink(missing_ok=True)
-        log = self.logs_dir / f"{name}.log"
-        argv = [self.python, "-m", "clipper_local_process.supervise", "--status", str(status),
-                "--log", str(log), "--backoff", str(backoff), "--max-backoff", str(max_backoff)]
-        for key, value in {"name": name, **(labels or {})}.items():
-            argv += ["--label", f"{key}={value}"]
-        full_env = {**env, CLUSTER_ID_ENV: self.cluster_id, "PYTHONUNBUFFERED": "1"}
-        supervisor_log = self.logs_dir / f"{name}.supervisor.log"
-        with open(os.open(supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-                  "ab") as out:
-            # umask 077: every file the process makes (status, logs, the
-            # SQLite store) is readable by the owner only
-            proc = subprocess.Popen(argv + ["--", *command], env=full_env,
-                                    stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    umask=0o077)
+        spec = DesiredProcess(name=name, command=command, env=env,
+                              labels={"name": name, **(labels or {})}, backoff=backoff,
+                              max_backoff=max_backoff)
+        self.desired.record(spec)
+        (self.procs_dir / f"{name}.json").unlink(missing_ok=True)
+        proc = self.spawn(spec)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             info = self.get(name)
@@ -123,6 +116,34 @@ class ProcessTable:
                                      f"{tail}", process=name)
             time.sleep(0.02)
         raise ContainerError(f"Supervisor of {name!r} did not start within 15s", process=name)
+
+    def spawn(self, spec: DesiredProcess, restarts: int = 0) -> subprocess.Popen[bytes]:
+        """Start a detached supervisor of ``spec`` (its restart count starting
+        at ``restarts``) without waiting for it."""
+        self.procs_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        status = self.procs_dir / f"{spec.name}.json"
+        log = self.logs_dir / f"{spec.name}.log"
+        argv = [self.python, "-m", "clipper_local_process.supervise", "--status", str(status),
+                "--log", str(log), "--backoff", str(spec.backoff), "--max-backoff",
+                str(spec.max_backoff), "--restarts", str(restarts),
+                "--cluster-dir", str(self.state_dir)]
+        for key, value in spec.labels.items():
+            argv += ["--label", f"{key}={value}"]
+        full_env = {**spec.env, CLUSTER_ID_ENV: self.cluster_id, "PYTHONUNBUFFERED": "1"}
+        supervisor_log = self.logs_dir / f"{spec.name}.supervisor.log"
+        with open(os.open(supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                  "ab") as out:
+            # umask 077: every file the process makes (status, logs, the
+            # SQLite store) is readable by the owner only
+            return subprocess.Popen(argv + ["--", *spec.command], env=full_env,
+                                    stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    umask=0o077)
+
+    def supervised(self, name: str) -> bool:
+        """Whether a supervisor of ``name`` runs (it holds ``procs/NAME.lock``)."""
+        return not lock_free(self.procs_dir / f"{name}.lock")
 
     # -- inspecting ----------------------------------------------------------
     def get(self, name: str) -> ProcessInfo | None:
@@ -166,17 +187,23 @@ class ProcessTable:
     def stop(self, names: Iterable[str], timeout: float = 8.0) -> None:
         """Stop the named processes: SIGTERM to each supervisor (which stops its
         child), then SIGKILL whatever is left after ``timeout`` seconds."""
+        names = list(names)
+        for name in names:  # first, so the watchdog does not bring them back
+            self.desired.forget(name)
         infos = [i for i in (self.get(n) for n in names) if i is not None]
+        # a supervisor holds its lock before it writes its first status
+        holders = [lock_holder(self.procs_dir / f"{n}.lock") for n in names]
         victims: dict[int, psutil.Process] = {}
-        for info in infos:
-            for pid in (info.supervisor_pid, info.pid):
-                if _alive(pid):
-                    with contextlib.suppress(psutil.Error):
-                        proc = psutil.Process(pid)
-                        victims[proc.pid] = proc
-                        for child in proc.children(recursive=True):
-                            victims[child.pid] = child
-            _kill(info.supervisor_pid if _alive(info.supervisor_pid) else None, signal.SIGTERM)
+        pids = [*holders, *(p for i in infos for p in (i.supervisor_pid, i.pid))]
+        for pid in pids:
+            if _alive(pid):
+                with contextlib.suppress(psutil.Error):
+                    proc = psutil.Process(pid)
+                    victims[proc.pid] = proc
+                    for child in proc.children(recursive=True):
+                        victims[child.pid] = child
+        for pid in {*holders, *(i.supervisor_pid for i in infos)}:
+            _kill(pid if _alive(pid) else None, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(_alive(p) for p in victims):
             time.sleep(0.05)

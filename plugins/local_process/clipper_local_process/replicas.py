@@ -12,17 +12,43 @@ from typing import Any
 
 from clipper_core import launch
 from clipper_core.errors import ContainerError
-from clipper_core.models import InputType
+from clipper_core.models import InputType, ReplicaStatus
 
 from .artifacts import Artifact
 from .clusters import ClusterConfig
-from .processes import ProcessTable
+from .desired import DesiredProcess
+from .processes import ProcessInfo, ProcessTable
 from .startup import base_env
 
 
 def process_name(name: str, version: str, index: int) -> str:
     """The process table's name of replica ``index`` of name:version."""
     return f"replica__{name}__{version}__{index}"
+
+
+def desired_replicas(table: ProcessTable, name: str, version: str) -> list[DesiredProcess]:
+    """The desired replicas of name:version, by index."""
+    return sorted((d for d in table.desired.all() if d.labels.get("kind") == "replica"
+                   and d.labels.get("model_name") == name
+                   and d.labels.get("model_version") == version),
+                  key=lambda d: int(d.labels.get("index", "0")))
+
+
+def replica_names(table: ProcessTable, models: dict[str, list[str]] | None = None) -> list[str]:
+    """The process names of every replica, desired or running (only of the
+    ``name -> [versions]`` in ``models`` when given)."""
+    labelled = [*table.desired.all(), *table.select(kind="replica")]
+    return sorted({p.name for p in labelled if p.labels.get("kind") == "replica" and (
+        models is None or p.labels.get("model_version") in
+        {str(v) for v in models.get(p.labels.get("model_name", ""), ())})})
+
+
+def replica_status(proc: ProcessInfo) -> ReplicaStatus:
+    """How ``list_replicas`` shows a replica process."""
+    return ReplicaStatus(model_name=proc.labels["model_name"],
+                         model_version=proc.labels["model_version"],
+                         replica_id=proc.labels["replica_id"], status=proc.status,
+                         restarts=proc.restarts, handle=str(proc.pid or ""))
 
 
 def start_replica(table: ProcessTable, config: ClusterConfig, name: str, version: str,

@@ -132,8 +132,9 @@ def test_stop_all_leaves_no_process_behind(tmp_path):
     try:
         create_endpoint(conn, "noop", "doubles", lambda xs: [0 for _ in xs], num_replicas=2)
         running = our_processes() - before
-        # 4 frontend processes (mgmt, 2 query, balancer) + 2 replicas, each with a supervisor
-        assert len(running) == 12
+        # 4 frontend processes (mgmt, 2 query, balancer) + 2 replicas, each with a
+        # supervisor, and the cluster's watchdog
+        assert len(running) == 13
     finally:
         conn.stop_all()
     assert our_processes() - before == set()
