@@ -43,7 +43,7 @@ def test_query_process_command_line() -> None:
     assert spec.argv("py") == [
         "py", "-m", "clipper_frontends.query", "--store", "redis://r:6379/0", "--host",
         "0.0.0.0", "--port", "${NOMAD_PORT_http}", "--rpc-host", "0.0.0.0", "--rpc-port",
-        "7001", "--cache-size", "10", "--frontend-id", "$(POD_NAME)"]
+        "7001", "--cache-size", "10", "--frontend-id", "$(POD_NAME)", "--rpc-auth", "none"]
     assert spec.ports == {"http": "${NOMAD_PORT_http}", "rpc": 7001}
     assert spec.ready == launch.ReadyCheck(port="${NOMAD_PORT_http}", path="/healthz")
 

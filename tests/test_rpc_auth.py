@@ -365,3 +365,49 @@ def test_answers_are_still_correct_under_concurrency(serving: Serving) -> None:
     for t in threads:
         t.join(30)
     assert errors == []
+
+
+# -- keys and the launch contract ---------------------------------------------------
+
+
+def test_replica_keys_are_derived_per_model_version(tmp_path: Path) -> None:
+    keys = curve.ClusterKeys.from_dir(tmp_path / "k")
+    assert curve.ClusterKeys.from_dir(tmp_path / "k") == keys  # found again, not remade
+    assert {(tmp_path / "k" / f).stat().st_mode & 0o777
+            for f in ("server_secret", "replica_seed")} == {0o600}
+    a1, a2, b1 = keys.replica("a", "1"), keys.replica("a", "2"), keys.replica("b", "1")
+    assert len({a1.public, a2.public, b1.public}) == 3 and keys.replica("a", "1") == a1
+    assert curve.ClusterKeys.generate().replica("a", "1") != a1  # per cluster
+    book = curve.ReplicaKeyBook(keys)
+    book.learn([("a", "1"), ("b", "1")])
+    assert book.lookup(a1.public) == ("a", "1") and book.lookup(a2.public) is None
+    book.learn([("b", "1")])
+    assert book.lookup(a1.public) is None
+    assert keys.server.secret not in repr(keys) and keys.seed not in repr(keys)
+    env = {curve.SERVER_SECRET_ENV + "_FILE": str(tmp_path / "k" / "server_secret"),
+           curve.REPLICA_SEED_ENV: keys.seed}
+    assert curve.ClusterKeys.from_env(env) == keys
+    with pytest.raises(curve.RPCKeyError):
+        curve.ClusterKeys.from_env({curve.REPLICA_SEED_ENV: keys.seed})
+
+
+def test_launch_hands_keys_as_secrets_never_argv() -> None:
+    from clipper_core import launch
+
+    keys = curve.ClusterKeys.generate()
+    secrets = launch.ClusterSecrets(rpc_keys=keys)
+    query = launch.query_process(store_url="memory://", frontend_id="q", secrets=secrets)
+    assert "--rpc-auth" not in query.args
+    assert keys.server.secret not in " ".join(query.argv()) and keys.seed not in repr(query)
+    assert curve.ClusterKeys.from_env(query.environment()) == keys
+    assert set(query.file_environment("/run/s")) >= {curve.SERVER_SECRET_ENV + "_FILE",
+                                                     curve.REPLICA_SEED_ENV + "_FILE"}
+    replica = launch.replica_process(name="m", version="2", input_type="doubles",
+                                     frontends=launch.RpcTargets(addresses=["a:1"]),
+                                     secrets=secrets)
+    got = curve.ReplicaKeys.from_env(replica.environment())
+    assert got == curve.ReplicaKeys(keys.server.public, keys.replica("m", "2"))
+    assert keys.replica("m", "2").secret not in repr(replica)
+    assert curve.REPLICA_SEED_ENV not in replica.environment()  # a replica never holds the seed
+    plain = launch.query_process(store_url="memory://", frontend_id="q")
+    assert plain.args[-2:] == ("--rpc-auth", "none")

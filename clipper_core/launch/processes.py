@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from .. import curve
 from ..models import InputType
 from ..secrets import STORE_PASSWORD_ENV, split_password
 
@@ -48,7 +49,7 @@ ROLE_REPLICA = "replica"
 #: starting processes from its own environment removes these first.
 REPLICA_ENV_KEYS = ("CLIPPER_MODEL_NAME", "CLIPPER_MODEL_VERSION", "CLIPPER_INPUT_TYPE",
                     "CLIPPER_IP", "CLIPPER_PORT", "CLIPPER_FRONTENDS", "CLIPPER_MODEL_PATH",
-                    "CLIPPER_REPLICA_ID")
+                    "CLIPPER_REPLICA_ID", curve.SERVER_KEY_ENV)
 #: Environment variables that carry secrets (their ``_FILE`` forms too).
 ADMIN_TOKEN_ENV = "CLIPPER_ADMIN_TOKEN"
 QUERY_TOKEN_ENV = "CLIPPER_QUERY_TOKEN"
@@ -103,6 +104,24 @@ class ClusterSecrets:
     admin_token: str | None = attrs.field(default=None, repr=False)
     store_password: str | None = attrs.field(default=None, repr=False)
     query_token: str | None = attrs.field(default=None, repr=False)
+    #: the cluster's CURVE keys (:mod:`clipper_core.curve`): query frontends
+    #: get the server's secret key and the replica seed, each replica its
+    #: model version's key pair; None: RPC without authentication
+    rpc_keys: curve.ClusterKeys | None = attrs.field(default=None, repr=False)
+
+    @property
+    def rpc_auth(self) -> str:
+        """``curve`` when the cluster has RPC keys, else ``none``."""
+        return curve.RPC_AUTH_NONE if self.rpc_keys is None else curve.RPC_AUTH_CURVE
+
+    def for_replica(self, model_name: str, model_version: str) -> tuple[Secret, ...]:
+        """The secret of a replica of ``model_name:model_version``: its key pair's
+        secret half (its public key, and the server's, are no secrets)."""
+        if self.rpc_keys is None:
+            return ()
+        pair = self.rpc_keys.replica(model_name, model_version)
+        return (Secret(env=curve.CLIENT_SECRET_ENV, value=pair.secret,
+                       file_name=f"rpc_client_{model_name}_{model_version}"),)
 
     def for_role(self, role: str) -> tuple[Secret, ...]:
         """The secrets the program of ``role`` (``ROLE_*``) needs."""
@@ -116,6 +135,11 @@ class ClusterSecrets:
         if self.query_token and role == ROLE_QUERY:
             out.append(Secret(env=QUERY_TOKEN_ENV, value=self.query_token,
                               file_name="query_token"))
+        if self.rpc_keys is not None and role == ROLE_QUERY:
+            out.append(Secret(env=curve.SERVER_SECRET_ENV, value=self.rpc_keys.server.secret,
+                              file_name="rpc_server_secret"))
+            out.append(Secret(env=curve.REPLICA_SEED_ENV, value=self.rpc_keys.seed,
+                              file_name="rpc_replica_seed"))
         return tuple(out)
 
     def with_store_url(self, store_url: str) -> tuple[str, ClusterSecrets]:
@@ -204,7 +228,8 @@ def query_process(*, store_url: str, frontend_id: str, host: str = "0.0.0.0",
 
     ``rpc_host`` defaults to ``host``; ``frontend_id`` names the frontend in
     replica records (unique within the cluster).  A password in ``store_url``
-    travels as a secret.
+    travels as a secret.  Without ``secrets.rpc_keys`` the RPC port runs
+    without authentication (``--rpc-auth none``).
     """
     store_url, secrets = secrets.with_store_url(store_url)
     return ProcessSpec(
@@ -212,7 +237,8 @@ def query_process(*, store_url: str, frontend_id: str, host: str = "0.0.0.0",
         args=("--store", store_url, "--host", host, "--port", str(port),
               "--rpc-host", rpc_host if rpc_host is not None else host,
               "--rpc-port", str(rpc_port), "--cache-size", str(int(cache_size)),
-              "--frontend-id", frontend_id, *extra_args),
+              "--frontend-id", frontend_id,
+              *(("--rpc-auth", "none") if secrets.rpc_keys is None else ()), *extra_args),
         secrets=secrets.for_role(ROLE_QUERY), ports={"http": port, "rpc": rpc_port},
         ready=ReadyCheck(port=port, path="/healthz"))
 
@@ -265,5 +291,8 @@ def replica_process(*, name: str, version: str, input_type: InputType | str,
         env["CLIPPER_MODEL_PATH"] = model_path
     if replica_id is not None:
         env["CLIPPER_REPLICA_ID"] = replica_id
+    if secrets.rpc_keys is not None:
+        env[curve.SERVER_KEY_ENV] = secrets.rpc_keys.server.public
     return ProcessSpec(role=ROLE_REPLICA, module=RUNTIME_MODULE, env=env,
-                       secrets=secrets.for_role(ROLE_REPLICA))
+                       secrets=(*secrets.for_role(ROLE_REPLICA),
+                                *secrets.for_replica(str(name), str(version))))
