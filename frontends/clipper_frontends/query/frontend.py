@@ -34,6 +34,7 @@ from clipper_core.cache import PredictionCache
 from clipper_core.interfaces import StateStore
 from clipper_core.models import REPLICA_LEASE_S, Snapshot
 from clipper_core.secrets import redact_url
+from clipper_core.selection import build_policy
 from clipper_core.stores.presence import FrontendPresence
 
 from . import oip, openapi, prometheus
@@ -44,6 +45,7 @@ from .records import ReplicaRecords
 from .replicas import STUCK_BOUND_S, ReplicaPool
 from .routes import Routes
 from .rpc_server import RPCServer, max_frame_bytes
+from .selection import SelectionLayer, is_update
 from .service import QueryService
 from .sync import ConfigSync
 
@@ -102,6 +104,7 @@ class QueryFrontend:
         self.routes: Routes | None = None
         self.service: QueryService | None = None
         self.sync: ConfigSync | None = None
+        self.selection: SelectionLayer | None = None
         self.records: ReplicaRecords | None = None
 
     def _rpc_server(self, host: str | None, port: int, auth: str,
@@ -150,6 +153,8 @@ class QueryFrontend:
         if self.store is None:
             self.store = plugins.open_store(str(self._store_arg), pm)
         store = self.store
+        selection = self.selection = SelectionLayer(
+            store, lambda name, models, params: build_policy(name, models, params, pm))
         # The parts call each other back: the lambdas look their targets up
         # when called, by which time all of them exist.
         service: QueryService
@@ -161,7 +166,8 @@ class QueryFrontend:
         routes = Routes(policies, pool.members, pool.send_batch,
                         lambda ev, out: service.on_result(ev, out),
                         lambda ev: service.on_dropped(ev), pipeline_depth=self.pipeline_depth,
-                        in_use=pool.serves, on_release=pool.forget)
+                        in_use=pool.serves, on_release=pool.forget,
+                        make_selector=selection.make_selector)
         service = QueryService(routes, self.cache, max_body_bytes=self.max_body,
                                poll=self.rpc.poll, max_batch_inputs=self.max_batch_inputs)
         records = ReplicaRecords(store, self.frontend_id, pool, lease_s=self.replica_lease_s,
@@ -177,6 +183,8 @@ class QueryFrontend:
                           clipper_core.__version__).install()  # /v2/...
         service.add_route(b"GET", "/healthz", lambda: (200, b'{"status":"ok"}'))
         service.add_route(b"GET", "/readyz", self._readyz_route)
+        service.add_matched_route(b"POST", is_update,
+                                  lambda path, body: selection.feedback(service, path, body))
         for method, path, handler, content_type in openapi.routes():  # /openapi.json, /docs
             service.add_route(method, path, handler, content_type)
         self.pool, self.routes, self.service = pool, routes, service
@@ -184,6 +192,7 @@ class QueryFrontend:
         self.rpc.start(pool)
         pool.start()
         await sync.start()
+        selection.start(loop)
         await self._start_metrics_server()
         if self._freeze_gc:
             # Everything alive now (modules, classes, the loaded configuration)
@@ -211,6 +220,8 @@ class QueryFrontend:
             self.access_log.close()
         if self.sync is not None:
             self.sync.stop()
+        if self.selection is not None:
+            self.selection.stop()
         if self.pool is not None:
             self.pool.close()
         self.rpc.close()
@@ -253,6 +264,7 @@ class QueryFrontend:
             "models": ({f"{n}:{v}": q.describe() for (n, v), q in routes.queues.items()}
                        if routes else {}),
             "cache": self.cache.stats(),
+            "selection": self.selection.describe() if self.selection else {},
             "rpc": {"connected_replicas": len(pool.replicas) if pool else 0,
                     **self.rpc.describe(),
                     "replicas": pool.describe() if pool else []},

@@ -41,7 +41,7 @@ class AppRoute:
     configuration change."""
 
     __slots__ = ("app", "input_type", "deadline_s", "default_value", "model_name",
-                 "queue", "metrics", "timer")
+                 "queue", "metrics", "timer", "selector")
 
     def __init__(self, app: Application, queue: ModelQueue | None, metrics: AppMetrics,
                  timer: DeadlineTimer) -> None:
@@ -53,6 +53,8 @@ class AppRoute:
         self.model_name = app.linked_model
         self.queue = queue
         self.metrics = metrics
+        #: the app's selection-layer path (several models); None: one queue
+        self.selector: Any = None
 
 
 class Routes:
@@ -74,7 +76,9 @@ class Routes:
                  on_result: Callable[[Evaluation, bytes], None],
                  on_dropped: Callable[[Evaluation], None], *, pipeline_depth: int,
                  in_use: Callable[[str, str], bool] = lambda name, version: True,
-                 on_release: Callable[[str, str], None] = lambda name, version: None) -> None:
+                 on_release: Callable[[str, str], None] = lambda name, version: None,
+                 make_selector: Callable[[Application, dict[str, ModelQueue]], Any]
+                 | None = None) -> None:
         if "aimd" not in policies:
             raise ValueError("the built-in batching policy 'aimd' is not registered")
         self.policies = policies
@@ -85,6 +89,8 @@ class Routes:
         self.pipeline_depth = pipeline_depth
         self._in_use = in_use
         self._on_release = on_release
+        #: ``make_selector(app, queues)`` for apps on a selection policy
+        self._make_selector = make_selector
         self.apps: dict[str, AppRoute] = {}
         self.queues: dict[tuple[str, str], ModelQueue] = {}
         self.app_metrics: dict[str, AppMetrics] = {}
@@ -101,9 +107,9 @@ class Routes:
         # Batching policies and SLOs of queues whose model is now known.
         slo: dict[str, float] = {}
         for app in snap.applications.values():
-            if app.linked_model:
+            for linked_name in app.linked_models:
                 s = app.latency_slo_micros / 1e6
-                slo[app.linked_model] = min(slo.get(app.linked_model, s), s)
+                slo[linked_name] = min(slo.get(linked_name, s), s)
         self._slo = slo
         for (name, version), queue in self.queues.items():
             model = snap.models.get((name, version))
@@ -120,7 +126,9 @@ class Routes:
             timer = (old.timer if old is not None
                      and old.deadline_s * 1e6 == app.latency_slo_micros
                      else DeadlineTimer(self._loop))
-            apps[name] = AppRoute(app, linked_queue, metrics, timer)
+            apps[name] = route = AppRoute(app, linked_queue, metrics, timer)
+            if app.selects and self._make_selector is not None:
+                route.selector = self._make_selector(app, self._linked_queues(snap, app))
         self.apps = apps
         for name, version in list(self.queues):
             self.release(name, version)
@@ -150,11 +158,23 @@ class Routes:
         queue = self.queues.get((name, version))
         if queue is None or queue.queue or self._in_use(name, version):
             return False
-        if any(route.queue is queue for route in self.apps.values()):
+        if any(route.queue is queue or (route.selector is not None
+                                        and queue in route.selector.queues.values())
+               for route in self.apps.values()):
             return False
         del self.queues[(name, version)]
         self._on_release(name, version)
         return True
+
+    def _linked_queues(self, snap: Snapshot, app: Application) -> dict[str, ModelQueue]:
+        """The queue of the current version of each of the app's linked models."""
+        queues = {}
+        for name in app.linked_models:
+            version = snap.current_versions.get(name)
+            model = snap.models.get((name, version)) if version is not None else None
+            if model is not None:
+                queues[name] = self.queue(model.name, model.version, model.input_type)
+        return queues
 
     def pinned_queue(self, route: AppRoute, version: str) -> ModelQueue | None:
         """The queue of ``version`` of the app's linked model; None if no such version."""

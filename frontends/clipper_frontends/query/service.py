@@ -41,6 +41,7 @@ from .deadlines import TIMEOUT
 from .ingest import DoublesParser
 from .queues import Evaluation, ModelError, ModelQueue
 from .routes import AppRoute, Routes, parse_output
+from .selection_metrics import LOW_CONFIDENCE, LowConfidence
 
 NO_MODEL = "No connected models found for query"
 SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
@@ -178,6 +179,10 @@ class QueryService:
                 route.metrics.no_model_defaults += 1
                 results.append({"query_id": qid, "output": route.default_value, "default": True,
                                 "default_explanation": NO_MODEL})
+            elif type(value) is LowConfidence:
+                defaults += 1
+                results.append({"query_id": qid, "output": route.default_value, "default": True,
+                                "default_explanation": LOW_CONFIDENCE})
             else:
                 results.append({"query_id": qid, "output": value, "default": False})
         payload = orjson.dumps({"batch_predictions": results} if batch else results[0])
@@ -203,6 +208,8 @@ class QueryService:
             del self.pending[ev.key]
 
     def _prepare(self, route: AppRoute, body: bytes) -> tuple[list[Any], bool]:
+        if route.selector is not None:  # several models: the selection layer's path
+            return route.selector.start(self, route, body)  # type: ignore[no-any-return]
         input_type = route.input_type
         data = (self._doubles.single_input(body) if input_type is InputType.DOUBLES
                 else None)
