@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs on a fresh Debian machine and run it.
-#   sudo scripts/test.sh [pytest args...]
+#   scripts/test.sh [pytest args...]
 # Installs Debian packages (redis-server, docker.io, debootstrap, docker-registry,
-# wrk), the project and its plugins, starts dockerd, a local registry and a
-# Redis on their own ports, runs ruff and the tests, and stops what it started.
+# wrk, chromium), the project and its plugins into the project's virtual
+# environment .venv (which also sees the system's packages), starts dockerd, a
+# local registry and a Redis on their own ports, runs ruff and the tests, and
+# stops what it started.  As root (CI's .ci/run) it does all of it; as a user
+# it calls sudo for apt only, and the Docker tests run only if that user can
+# reach a Docker engine already (else they skip: starting dockerd needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+# shellcheck source=lib/env.sh
+source scripts/lib/env.sh
 
 step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)"; }
 
@@ -15,13 +21,13 @@ step "Debian packages"
 if ! command -v redis-server >/dev/null || ! command -v dockerd >/dev/null \
    || ! command -v debootstrap >/dev/null || ! command -v wrk >/dev/null \
    || ! command -v docker-registry >/dev/null || ! command -v openssl >/dev/null \
-   || ! command -v curl >/dev/null; then
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends redis-server docker.io debootstrap \
-        docker-registry wrk openssl curl ca-certificates iproute2 >/dev/null
+   || ! command -v curl >/dev/null || ! command -v chromium >/dev/null; then
+    apt_install redis-server docker.io debootstrap docker-registry wrk openssl curl \
+        ca-certificates iproute2 chromium
 fi
 
-step "Python packages"
+step "Python packages (into .venv)"
+CLIPPER_VENV_SYSTEM_SITE=1 use_venv
 python3 -m pip install -q -e ".[test,bench]" -e plugins/local_process -e plugins/docker \
     -e plugins/k8s -e plugins/nomad
 
@@ -44,8 +50,13 @@ redis-cli -p "$REDIS_PORT" ping >/dev/null
 export CLIPPER_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
 step "Docker engine, base image, registry"
-# shellcheck source=../.ci/docker-env.sh
-source .ci/docker-env.sh
+if [[ $(id -u) -eq 0 ]]; then
+    # shellcheck source=../.ci/docker-env.sh
+    source .ci/docker-env.sh
+else
+    echo "not root: dockerd is not started; the Docker tests run only against an engine" \
+         "this user can already reach (else they skip)"
+fi
 
 step "Lint"
 python3 -m ruff check clipper_core frontends plugins tests bench
