@@ -15,7 +15,7 @@ against them.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -31,6 +31,10 @@ SAMPLES: dict[str, Any] = {"string": "a", "integer": 1, "boolean": False,
 _LIST_ITEMS: dict[str, Any] = {"string": "a", "integer": 1, "boolean": False, "object": {}}
 
 
+def _field_names(cls: type[wire.Request[Any]]) -> list[str]:
+    return [f.name for f in attrs.fields(cast(Any, cls))]
+
+
 def _accepts(cls: type[wire.Request[Any]], body: dict[str, Any]) -> bool:
     try:
         cls.from_wire(body)
@@ -44,7 +48,7 @@ def _valid_body(cls: type[wire.Request[Any]]) -> dict[str, Any]:
     body: dict[str, Any] = {}
     tried: dict[str, int] = {}
     samples = list(SAMPLES.values())
-    for _ in range(len(samples) * (len(attrs.fields(cls)) + 1)):
+    for _ in range(len(samples) * (len(_field_names(cls)) + 1)):
         try:
             cls.from_wire(body)
             return body
@@ -75,11 +79,10 @@ def _input_type_names() -> set[str]:
     return {t.label for t in InputType}
 
 
-@functools.cache
 def request_schema(cls: type[wire.Request[Any]]) -> dict[str, Any]:
     """The JSON schema of the bodies ``cls.from_wire`` accepts."""
     body = _valid_body(cls)
-    names = [f.name for f in attrs.fields(cls)]
+    names = _field_names(cls)
     extra = [n for n in body if n not in names]
     properties = {name: _field_schema(cls, body, name) for name in [*names, *extra]}
     required = [n for n in properties
@@ -158,7 +161,7 @@ RESPONSES: dict[type[wire.Request[Any]], dict[str, Any]] = {
 #: The response of a request class with no entry above: any JSON value.
 ANY_RESPONSE: dict[str, Any] = {"description": "JSON data (see clipper_core.admin.wire)"}
 
-_SECURED = [{"bearerAuth": []}]
+_SECURED: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def _admin_operation(path: str, cls: type[wire.Request[Any]]) -> dict[str, Any]:
