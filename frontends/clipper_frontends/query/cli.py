@@ -7,7 +7,7 @@ import logging
 import math
 import os
 
-from clipper_core import curve, plugins
+from clipper_core import curve, logs, plugins
 from clipper_core.models import REPLICA_LEASE_S
 from clipper_core.secrets import store_url_from_env
 
@@ -67,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--http-server", choices=("builtin", "uvicorn"),
                         default=os.environ.get("CLIPPER_HTTP_SERVER", "builtin"),
                         help="the built-in httptools server (default) or uvicorn (ASGI)")
-    parser.add_argument("--log-level", default=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=os.environ.get(logs.LEVEL_ENV, "INFO"))
+    parser.add_argument("--log-format", choices=logs.FORMATS, default=None,
+                        help=f"plain text or one JSON object per line, for the logs and the "
+                             f"access log (default: env {logs.FORMAT_ENV} or plain)")
     parser.add_argument("--prometheus-port", type=int,
                         default=_env_int(prometheus.PORT_ENV),
                         help=f"port of the Prometheus metrics (text format at /metrics; "
@@ -100,8 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         http_limits = limits.HTTPLimits.from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format)
     rpc_keys = _rpc_keys(parser, args)
     trust.redact_logs(args.store)
     frontend = QueryFrontend(args.store, rpc_host=args.rpc_host, rpc_port=args.rpc_port,
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                              prometheus_host=args.host,
                              prometheus_required=args.prometheus_port is not None)
     if args.access_log:
-        frontend.access_log = access.AccessLog.open(args.access_log)
+        frontend.access_log = access.AccessLog.open(args.access_log, args.log_format)
     log.info("plugins: %s", ", ".join(f"{p.name} {p.version or ''}".strip()
                                       for p in plugins.list_plugins()))
     if args.http_server == "builtin":
