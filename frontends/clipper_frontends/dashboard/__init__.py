@@ -71,7 +71,9 @@ def parse_urls(values: Sequence[str]) -> list[str]:
 async def frontend_metrics(client: httpx.AsyncClient, url: str,
                            token: str | None) -> dict[str, Any]:
     """One query frontend's ``/metrics``, or why it could not be read."""
-    headers = {"authorization": f"Bearer {token}"} if token else {}
+    headers = {"accept": "application/json"}  # the JSON metrics, not another exposition
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     try:
         resp = await client.get(f"{url}/metrics", headers=headers, timeout=METRICS_TIMEOUT_S)
         resp.raise_for_status()
