@@ -113,6 +113,12 @@ class StateStore(Protocol):
     def revision(self) -> int:
         """A number that grows with every configuration change (not replicas)."""
 
+    def advance_revision(self, at_least: int) -> int:
+        """Raise the revision to ``at_least`` if it is lower (a change watchers
+        see) and return it.  A restore from a backup taken at revision R calls
+        it with R + 1, so query frontends that served R take the restored
+        configuration as newer, not as a store that went back in time."""
+
     def snapshot(self) -> Snapshot:
         """Apps, models and current versions at one revision."""
 

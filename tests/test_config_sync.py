@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from clipper_core.models import Application, Snapshot
+from clipper_core.admin.backup import export_configuration, import_configuration
+from clipper_core.models import Application, ModelVersion, Snapshot
+from clipper_core.plugins import open_store
 from clipper_frontends.query.sync import ConfigSync
 
 
@@ -52,3 +54,37 @@ def test_an_older_configuration_is_refused_and_readiness_says_why() -> None:
 
     asyncio.run(run())
     assert [s.revision for s in applied] == [7, 9]
+
+
+def test_a_restored_backup_is_taken_as_newer() -> None:
+    """Redis restarted empty, then restored from the management frontend's
+    backup: the frontend serves the restored configuration again."""
+    lost = open_store("memory://")
+    for i in range(3):
+        lost.add_model(ModelVersion.create(f"m{i}", "1", "doubles"))
+        lost.add_application(Application.create(f"a{i}", "doubles", "0", 100000))
+        lost.set_link(f"a{i}", f"m{i}")
+    for _ in range(20):                      # a history: many more writes than a restore
+        lost.add_application(Application.create("tmp", "doubles", "0", 100000))
+        lost.delete_application("tmp")
+    backup = export_configuration(lost)
+    fresh = open_store("memory://")
+
+    async def run() -> None:
+        sync = ConfigSync(lost, lambda snap: None)
+        await sync.start()
+        sync.store = fresh                   # the store came back empty
+        await sync.reload()
+        assert not sync.readiness()[0]
+        import_configuration(fresh, backup)  # fewer writes than the lost store had
+        await sync.reload()
+        assert sync.readiness()[0]
+        assert sync.snapshot is not None and sorted(sync.snapshot.applications) == [
+            "a0", "a1", "a2"]
+        sync.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        lost.close()
+        fresh.close()

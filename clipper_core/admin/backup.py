@@ -18,7 +18,8 @@ One command restores a cluster from its backup::
 (through a running management frontend, with ``CLIPPER_ADMIN_TOKEN`` and
 ``--ca-bundle`` as needed, or straight into a store).  The format::
 
-    {"format": 1, "applications": [app.to_wire()...],
+    {"format": 1, "revision": the store's configuration revision,
+     "applications": [app.to_wire()...],
      "models": [model.to_wire(is_current_version=...)...],
      "replicas": {"name:version": connected replica count}}
 """
@@ -62,13 +63,14 @@ class ImportSummary:
 
 def export_configuration(store: StateStore, *, now: float | None = None) -> dict[str, Any]:
     """The store's whole configuration as JSON data (see the module docstring)."""
+    revision = store.revision()
     apps = sorted(store.list_applications(), key=lambda a: a.name)
     models = sorted(store.list_models(), key=lambda m: (m.name, m.version))
     currents = {name: store.get_current_version(name) for name in {m.name for m in models}}
     views = merge_replicas(store.list_replicas(), now=time.time() if now is None else now)
     counts = Counter(f"{v.record.model_name}:{v.record.model_version}" for v in views
                      if v.record is not None and v.record.connected)
-    return {"format": FORMAT,
+    return {"format": FORMAT, "revision": revision,
             "applications": [a.to_wire() for a in apps],
             "models": [m.to_wire(is_current_version=currents[m.name] == m.version)
                        for m in models],
@@ -134,6 +136,12 @@ def import_configuration(store: StateStore, data: Mapping[str, Any]) -> ImportSu
                 raise ConflictError(f"{key} is linked to {linked.linked_model!r}, the export "
                                     f"to {app.linked_model!r}; not imported", name=app.name)
             store.set_link(app.name, app.linked_model)
+    revision = data.get("revision")
+    if isinstance(revision, int) and not isinstance(revision, bool) and revision >= 0:
+        # Past the backup's revision: query frontends that served the lost
+        # configuration take the restored one as newer (they refuse a store
+        # that went back in time).
+        store.advance_revision(revision + 1)
     return ImportSummary(added=tuple(added), present=tuple(present))
 
 

@@ -215,6 +215,14 @@ class MemoryStateStore(BaseStateStore):
         with self._state.lock:
             return self._state.revision
 
+    def advance_revision(self, at_least: int) -> int:
+        s = self._state
+        with s.lock:
+            if s.revision < at_least:
+                s.revision = at_least - 1
+                s.bump()
+            return s.revision
+
     def snapshot(self) -> Snapshot:
         s = self._state
         with s.lock:

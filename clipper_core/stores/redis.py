@@ -286,6 +286,12 @@ class RedisStateStore(BaseStateStore):
                                last_seen=float(d["last_seen"])) for d in records]
 
     # -- change tracking ---------------------------------------------------
+    def advance_revision(self, at_least: int) -> int:
+        with self._guard():
+            value = self._scripts["advance_revision"](keys=self._keys,
+                                                      args=[self.channel, int(at_least)])
+        return int(value)
+
     def revision(self) -> int:
         with self._guard():
             value = self._client.get(self._keys[0])

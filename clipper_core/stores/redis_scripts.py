@@ -84,7 +84,17 @@ redis.call('PUBLISH', ARGV[1], redis.call('INCR', KEYS[1]))
 return 'ok'
 """
 
+# ARGV: channel, at_least; returns the revision (not "ok")
+ADVANCE_REVISION = """
+local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
+local want = tonumber(ARGV[2])
+if rev >= want then return rev end
+redis.call('SET', KEYS[1], want)
+redis.call('PUBLISH', ARGV[1], want)
+return want
+"""
+
 #: Script name -> source, as the store registers them.
 SCRIPTS = {"add_app": ADD_APP, "delete_app": DELETE_APP, "add_model": ADD_MODEL,
            "delete_model": DELETE_MODEL, "set_current": SET_CURRENT, "set_link": SET_LINK,
-           "set_selection": SET_SELECTION}
+           "set_selection": SET_SELECTION, "advance_revision": ADVANCE_REVISION}

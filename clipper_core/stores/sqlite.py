@@ -368,6 +368,16 @@ class SqliteStateStore(BaseStateStore):
                 for f, r, t in rows]
 
     # -- change tracking ---------------------------------------------------
+    def advance_revision(self, at_least: int) -> int:
+        with self._write() as db:
+            current = int(db.execute("SELECT value FROM meta WHERE key = 'revision'")
+                          .fetchone()[0])
+            if current >= at_least:
+                return current
+            db.execute("UPDATE meta SET value = ? WHERE key = 'revision'", (at_least,))
+        self._changed()
+        return at_least
+
     def revision(self) -> int:
         rows = self._query("SELECT value FROM meta WHERE key = 'revision'")
         return int(rows[0][0]) if rows else 0

@@ -46,6 +46,23 @@ class StateStoreChangesContract:
             assert new > rev
             rev = new
 
+    def test_advance_revision_only_raises_it_and_wakes_watchers(
+            self, store: StateStore) -> None:
+        store.add_model(make_model("m"))
+        rev = store.revision()
+        assert store.advance_revision(rev) == rev           # not lower: unchanged
+        assert store.revision() == rev
+        seen = Recorder()
+        unwatch = store.watch(seen)
+        try:
+            assert store.advance_revision(rev + 100) == rev + 100
+            assert store.revision() == rev + 100 == store.snapshot().revision
+            assert seen.wait_for(rev + 100)
+        finally:
+            unwatch()
+        store.add_application(make_app("a"))                # writes go on from there
+        assert store.revision() > rev + 100
+
     def test_reads_and_replicas_do_not_bump_revision(self, store: StateStore) -> None:
         store.add_model(make_model("m"))
         rev = store.revision()
