@@ -28,7 +28,7 @@ from clipper_core.errors import ClipperException, ClusterStartError, ContainerEr
 from clipper_core.models import InputType, ReplicaStatus, validate_name
 
 from . import replicas as rp
-from . import startup, watchdog
+from . import rpc_keys, startup, watchdog
 from .artifacts import Artifact, Progress, build_artifact, stderr_progress
 from .clusters import ClusterConfig, default_state_dir, read_token, write_token
 from .processes import ProcessInfo, ProcessTable
@@ -196,7 +196,9 @@ class LocalProcessContainerManager:
         table = self._table(config)
         self.progress(f"Starting Clipper cluster {config.cluster_name!r} "
                       f"(state dir {self.state_dir})")
-        checks = startup.start_frontends(table, config, launch.ClusterSecrets(admin_token=token))
+        secrets = launch.ClusterSecrets(admin_token=token,
+                                        rpc_keys=rpc_keys.start_keys(self.state_dir))
+        checks = startup.start_frontends(table, config, secrets)
         startup.wait_ready(table, checks, token, self.cluster_name, self.start_timeout)
         watchdog.install(self.state_dir, self.python, config.cluster_id, startup.base_env())
         self.progress(f"Clipper cluster {config.cluster_name!r} is up: queries at "

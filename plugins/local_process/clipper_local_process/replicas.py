@@ -14,6 +14,7 @@ from clipper_core import launch
 from clipper_core.errors import ContainerError
 from clipper_core.models import InputType, ReplicaStatus
 
+from . import rpc_keys
 from .artifacts import Artifact
 from .clusters import ClusterConfig
 from .desired import DesiredProcess
@@ -58,10 +59,11 @@ def start_replica(table: ProcessTable, config: ClusterConfig, name: str, version
     spec = launch.replica_process(
         name=name, version=version, input_type=itype,
         frontends=launch.RpcTargets(addresses=config.rpc_addresses()),
-        model_path=str(artifact.model_path), replica_id=rid)
+        model_path=str(artifact.model_path), replica_id=rid,
+        secrets=launch.ClusterSecrets(rpc_keys=rpc_keys.cluster_keys(table.state_dir)))
     proc_name = process_name(name, version, index)
     table.start(proc_name, spec.argv(artifact.python or config.python),
-                {**base_env(), **spec.environment()},
+                {**base_env(), **rpc_keys.secret_environment(table.state_dir, spec)},
                 {"kind": "replica", "model_name": name, "model_version": version,
                  "replica_id": rid, "index": str(index), "image": image})
     return proc_name
