@@ -70,15 +70,25 @@ class RotatingLog:
             os.replace(self.path, f"{self.path}.1")
 
     def write(self, data: bytes) -> None:
-        """Append ``data``, rotating first if it would pass ``max_bytes``."""
+        """Append ``data``; rotate where it would pass ``max_bytes``, at the last
+        line break that fits (a line longer than a whole file is split)."""
         with self._lock:
-            out = self._open()
-            if self.max_bytes > 0 and self._size and self._size + len(data) > self.max_bytes:
-                self._rotate()
+            while data:
                 out = self._open()
-            out.write(data)
-            out.flush()
-            self._size += len(data)
+                room = self.max_bytes - self._size
+                if self.max_bytes <= 0 or len(data) <= room:
+                    cut = len(data)
+                else:
+                    cut = data.rfind(b"\n", 0, max(room, 0)) + 1
+                    if cut == 0 and self._size == 0:
+                        cut = room
+                if cut:
+                    out.write(data[:cut])
+                    out.flush()
+                    self._size += cut
+                    data = data[cut:]
+                if data:
+                    self._rotate()
 
     def reopen(self) -> None:
         """Close the file; the next write opens ``path`` again (after logrotate)."""

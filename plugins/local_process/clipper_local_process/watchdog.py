@@ -44,11 +44,18 @@ log = logging.getLogger("clipper.local_process.watchdog")
 
 
 # -- what the manager and the supervisors call --------------------------------
-def install(state_dir: Path, python: str, cluster_id: str, env: dict[str, str]) -> None:
-    """Record how to start the watchdog (``watchdog.json``, 0600) and start it."""
+def install(state_dir: Path, python: str, cluster_id: str, env: dict[str, str],
+            timeout: float = 10.0) -> None:
+    """Record how to start the watchdog (``watchdog.json``, 0600), start it and
+    wait (up to ``timeout`` seconds) until it runs."""
     write_private(state_dir / WATCHDOG_FILE, json.dumps(
         {"python": python, "cluster_id": cluster_id, "env": env}, indent=1))
-    ensure(state_dir)
+    proc = ensure(state_dir)
+    deadline = time.monotonic() + timeout
+    while lock_free(state_dir / WATCHDOG_LOCK) and time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            proc = ensure(state_dir)
+        time.sleep(0.02)
 
 
 def ensure(state_dir: Path) -> subprocess.Popen[bytes] | None:
