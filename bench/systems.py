@@ -124,8 +124,7 @@ class System:
         return {}
 
     def defaults(self, scenario: str) -> int | None:
-        """How many default outputs the system has given for ``scenario`` so
-        far (None when the system has no such notion)."""
+        """Default outputs given for ``scenario`` so far (None: no such notion)."""
         return None
 
     def check(self, scenario: str, expected: Any) -> None:
@@ -257,7 +256,8 @@ class Clipper(System):
         return next(p.pid for p in self.processes() if p.name == "query-0")
 
     def metrics(self) -> dict[str, Any]:
-        return httpx.get(f"http://{self.host}:{self.port}/metrics", timeout=10).json()
+        return httpx.get(f"http://{self.host}:{self.port}/metrics", timeout=10,
+                         headers={"accept": "application/json"}).json()  # not Prometheus
 
     def defaults(self, scenario: str) -> int | None:
         app = self.endpoint(scenario).path.split("/")[1]
