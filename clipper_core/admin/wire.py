@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import attrs
 
 from ..models import Application, ModelVersion, Replica
-from .fields import field, strings, text
+from .fields import field, labels, text
 
 R = TypeVar("R")
 
@@ -180,7 +180,7 @@ class AddModel(Request[Done]):
                    model_version=text(body, "model_version"),
                    input_type=field(body, "input_type", (str, int)),
                    image=None if image in ("", CONTAINERLESS) else image,
-                   labels=strings(body, "labels", "labels"),
+                   labels=labels(body),
                    batch_size=field(body, "batch_size", int, default=-1),
                    batching_policy=field(body, "batching_policy", str, default=None))
 
