@@ -185,7 +185,10 @@ class OpenInference:
         if type(inputs) is not list or len(inputs) != 1 or type(inputs[0]) is not dict:
             raise OIPError(400, "\"inputs\" must hold exactly one input tensor (a Clipper "
                                 "application takes one input)")
-        for wanted in request.get("outputs") or ():
+        wanted_outputs = request.get("outputs") or []
+        if type(wanted_outputs) is not list:
+            raise OIPError(400, "\"outputs\" must be a list of requested outputs")
+        for wanted in wanted_outputs:
             if type(wanted) is not dict or wanted.get("name") != OUTPUT:
                 raise OIPError(400, f"unknown output {wanted!r}: the only output is {OUTPUT!r}")
         tensor = inputs[0]

@@ -17,6 +17,7 @@ import orjson
 
 from ..openapi.common import document, errors, html_response, json_content, ok
 from ..openapi.docs import docs_page
+from .openapi_oip import OIP_SCHEMAS, oip_paths
 
 _INPUT = {"description": "a list of numbers (integers, floats, doubles), a string "
                          "(strings) or a base64 string (bytes), as the application's "
@@ -32,8 +33,20 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"input": {"$ref": "#/components/schemas/Input"},
                        "input_batch": {"type": "array", "minItems": 1,
                                        "items": {"$ref": "#/components/schemas/Input"}},
-                       "version": {"type": ["string", "integer"]}},
+                       "version": {"type": ["string", "integer"]},
+                       "uid": {"type": "integer",
+                               "description": "the user: keys per-user selection state "
+                                              "and sticky traffic splits"}},
         "anyOf": [{"required": ["input"]}, {"required": ["input_batch"]}]},
+    "UpdateRequest": {
+        "type": "object", "required": ["label"],
+        "description": "feedback for the application's selection policy: {\"uid\": "
+                       "<integer>, \"input\": <input>, \"label\": <number>}; an application "
+                       "whose policy is 'single' accepts and ignores it (only the label is "
+                       "checked), so uid and input are checked only where a policy uses them",
+        "properties": {"uid": {"description": "an integer: the user"},
+                       "input": {"description": "an input, as for predict"},
+                       "label": {"type": "number"}}},
     "Prediction": {
         "type": "object", "required": ["query_id", "output", "default"],
         "properties": {"query_id": {"type": "integer"},
@@ -48,6 +61,8 @@ SCHEMAS: dict[str, Any] = {
 }
 
 _OBJECT = {"type": "object"}
+_APP = {"name": "app", "in": "path", "required": True, "schema": {"type": "string"},
+        "description": "application name"}
 
 
 def _predict() -> dict[str, Any]:
@@ -58,14 +73,26 @@ def _predict() -> dict[str, Any]:
                        "or with the default output and 'default_explanation' when no model "
                        "answered in time or none is connected.",
         "security": [{}, {"bearerAuth": []}],
-        "parameters": [{"name": "app", "in": "path", "required": True,
-                        "schema": {"type": "string"}, "description": "application name"}],
+        "parameters": [_APP],
         "requestBody": {"required": True,
                         "content": json_content({"$ref": "#/components/schemas/PredictRequest"})},
         "responses": {**ok("the prediction(s)", {"anyOf": [
             {"$ref": "#/components/schemas/Prediction"},
             {"$ref": "#/components/schemas/BatchPrediction"}]}),
             **errors(400, 401, 404, 408, 413, 414, 431, 503)}}}
+
+
+def _update() -> dict[str, Any]:
+    return {"post": {
+        "operationId": "update", "tags": ["query"],
+        "summary": "feedback: the true label of an input",
+        "security": [{}, {"bearerAuth": []}],
+        "parameters": [_APP],
+        "requestBody": {"required": True,
+                        "content": json_content({"$ref": "#/components/schemas/UpdateRequest"})},
+        "responses": {**ok("accepted", {"type": "object", "required": ["success"],
+                                        "properties": {"success": {"const": True}}}),
+                      **errors(400, 401, 404, 408, 413, 414, 431, 503)}}}
 
 
 def _get(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +107,12 @@ def query_document() -> dict[str, Any]:
              "properties": {"ready": {"type": "boolean"}}}
     paths = {
         "/{app}/predict": _predict(),
+        "/{app}/update": _update(),
+        **oip_paths(),
+        "/prometheus": _get("prometheus", "the metrics in the Prometheus text format",
+                            {"200": {"description": "the exposition",
+                                     "content": {"text/plain": {"schema": {"type": "string"}}}},
+                             **errors(401)}),
         "/metrics": _get("metrics", "the frontend's metrics (JSON: per application and "
                          "model)", {**ok("the metrics", _OBJECT), **errors(401)}),
         "/healthz": _get("healthz", "the process is up", ok("up", _OBJECT)),
@@ -91,8 +124,10 @@ def query_document() -> dict[str, Any]:
     }
     return document(
         "Clipper query API",
-        "Clipper's REST query API: POST /{app}/predict; errors are {\"error\", \"cause\"}.",
-        paths, SCHEMAS, security={"bearerAuth": {"type": "http", "scheme": "bearer"}})
+        "Clipper's REST query API (POST /{app}/predict, /{app}/update; errors are "
+        "{\"error\", \"cause\"}) and the Open Inference Protocol v2 under /v2 (errors "
+        "are {\"error\"}).",
+        paths, {**SCHEMAS, **OIP_SCHEMAS}, security={"bearerAuth": {"type": "http", "scheme": "bearer"}})
 
 
 def routes() -> list[tuple[bytes, str, Any, bytes]]:
