@@ -38,6 +38,8 @@ from .models import InputType
 log = logging.getLogger("clipper.runtime")
 
 PredictFn = Callable[[list], list]
+#: the port of the replica's Prometheus metrics (unset or 0: none)
+METRICS_PORT_ENV = "CLIPPER_METRICS_PORT"
 
 #: seconds before a new session after the frontend refused a handshake
 HANDSHAKE_RETRY_S = 2.0
@@ -160,7 +162,10 @@ class ModelRuntime:
         self._ctx = zmq.Context.instance()
         self._sessions: dict[str, _Session] = {}
         self._stopping = False
+        self.replica_id = replica_id or ""
         self.batches = 0
+        #: seconds spent in ``predict`` (the Prometheus metrics of the replica)
+        self.predict_s = 0.0
 
     def _addresses(self) -> list[str]:
         return self._frontends() if callable(self._frontends) else list(self._frontends)
@@ -273,11 +278,44 @@ class ModelRuntime:
                 session.send(metadata)
         elif msg_type == rpc.MSG_CONTAINER_CONTENT:
             msg_id, input_type, inputs = rpc.parse_predict_request(frames[3:])
+            t0 = time.perf_counter()
             outputs = run_batch(self.predict, input_type, inputs)
+            self.predict_s += time.perf_counter() - t0
             self.batches += 1
             session.send(rpc.predict_response(msg_id, outputs))
         else:
             raise rpc.ProtocolError(f"unknown message type {msg_type}")
+
+
+def serve_metrics(runtime: ModelRuntime, port: int, host: str = "0.0.0.0") -> int:
+    """Serve the replica's Prometheus metrics (``/metrics``) from a thread on
+    ``port`` (0: any free one); return the port.  Read at scrape time:
+    ``clipper_replica_batches_total`` and
+    ``clipper_replica_predict_seconds_total`` (time in the model's predict),
+    labelled ``model``, ``version`` and ``replica``."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.core import CounterMetricFamily
+    from prometheus_client.registry import Collector
+
+    labels = ["model", "version", "replica"]
+    values = [runtime.model_name, runtime.model_version, runtime.replica_id]
+
+    class _Replica(Collector):
+        def collect(self) -> Any:
+            batches = CounterMetricFamily("clipper_replica_batches", "Batches predicted",
+                                          labels=labels)
+            batches.add_metric(values, runtime.batches)
+            seconds = CounterMetricFamily("clipper_replica_predict_seconds",
+                                          "Seconds spent in the model's predict", labels=labels)
+            seconds.add_metric(values, runtime.predict_s)
+            return [batches, seconds]
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Replica())
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    bound: int = server.server_address[1]
+    log.info("Prometheus metrics on port %d", bound)
+    return bound
 
 
 def frontends_from_env(env: dict[str, str]) -> list[str] | Callable[[], list[str]]:
@@ -328,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
                            heartbeat_interval=float(env.get("CLIPPER_HEARTBEAT_S", "5")),
                            session_timeout=float(env.get("CLIPPER_SESSION_TIMEOUT_S", "30")),
                            keys=keys)
+    metrics_port = env.get(METRICS_PORT_ENV, "").strip()
+    if metrics_port and metrics_port != "0":
+        serve_metrics(runtime, int(metrics_port))
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop())
     log.info("serving model %s:%s (%s) from %s, RPC %s", name, version, input_type.label,

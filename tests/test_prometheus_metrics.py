@@ -3,6 +3,7 @@ read at scrape time, at ``/prometheus`` and on the metrics port."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -148,3 +149,29 @@ def test_a_taken_default_port_is_a_warning_an_explicit_one_an_error(
         assert f"Prometheus metrics port {port} not served" in caplog.text
         with pytest.raises(OSError):
             asyncio.run(start(True, port))
+
+
+def test_replica_serves_its_predict_time_on_its_metrics_port(
+        serving: tuple[Serving, int]) -> None:
+    s, _ = serving
+    port = free_port()
+    s.start_replica(write_model(s.tmp / "sum2", SUM), "sum-model", "1", replica_id="metered",
+                    CLIPPER_METRICS_PORT=str(port))
+    s.wait_connected("sum-model", 2)
+
+    def scraped() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return samples(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+
+    from conftest import wait_until
+
+    labels = {"model": "sum-model", "version": "1", "replica": "metered"}
+    wait_until(lambda: value(scraped(), "clipper_replica_batches_total", **labels) == 0,
+               what="the replica's metrics port")
+    def metered_batches() -> float:
+        # batches of 8 sent to the idle replicas at once: some go to this one
+        s.post("sum", {"input_batch": [[float(i), time.time()] for i in range(64)]})
+        return value(scraped(), "clipper_replica_batches_total", **labels)
+
+    wait_until(metered_batches, what="a batch on the metered replica")
+    found = scraped()
+    assert value(found, "clipper_replica_predict_seconds_total", **labels) > 0

@@ -27,6 +27,7 @@ from clipper_core.admin.inputs import check_requirements
 from clipper_core.errors import ClipperException, ClusterStartError, ContainerError
 from clipper_core.models import InputType, ReplicaStatus, validate_name
 
+from . import prometheus as prom
 from . import replicas as rp
 from . import rpc_keys, startup, watchdog
 from .artifacts import Artifact, Progress, build_artifact, stderr_progress
@@ -118,11 +119,13 @@ class LocalProcessContainerManager:
     def start_clipper(self, query_frontend_image: str | None = None,
                       mgmt_frontend_image: str | None = None,
                       cache_size: int = DEFAULT_CACHE_SIZE,
-                      num_frontend_replicas: int = 1) -> None:
+                      num_frontend_replicas: int = 1, prometheus_port: int | None = None) -> None:
         """Start the management frontend and the query frontends; return when
         they answer.  Raises :class:`ClusterStartError` when the cluster is
         already running, a port is taken, or a process dies while starting
-        (with its last log lines); nothing is left running after a failure."""
+        (with its last log lines); nothing is left running after a failure.
+        With ``prometheus_port`` (0: a free port) a Prometheus server scrapes
+        the cluster (:mod:`.prometheus`; needs the ``prometheus`` binary)."""
         for image in (query_frontend_image, mgmt_frontend_image):
             if not _is_default_image(image):
                 warnings.warn(f"The local_process manager runs the frontends from the "
@@ -154,6 +157,9 @@ class LocalProcessContainerManager:
         self._config = config
         try:
             self._start_frontends(config, token)
+            if prometheus_port is not None:
+                self.prometheus_port = prom.start(self._table(config), config, self.state_dir,
+                                                  int(prometheus_port), self.start_timeout)
         except ContainerError as exc:
             self.stop_all(graceful=False)
             if isinstance(exc, ClusterStartError):

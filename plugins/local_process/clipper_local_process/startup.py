@@ -60,8 +60,10 @@ def check_ports(config: ClusterConfig) -> None:
 def start_frontends(table: ProcessTable, config: ClusterConfig,
                     secrets: launch.ClusterSecrets) -> list[tuple[str, str]]:
     """Start the management frontend, the query frontends and (with several)
-    the load balancer; return ``(process name, readiness URL)`` pairs."""
-    env = base_env()
+    the load balancer; return ``(process name, readiness URL)`` pairs.  The
+    query frontends serve no metrics port of their own (Prometheus scrapes
+    ``/prometheus`` on their query port), so none takes Clipper's 1390."""
+    env = {**base_env(), "CLIPPER_PROMETHEUS_PORT": "0"}
     host, py = config.host, config.python
     labels = {"kind": "frontend"}
     mgmt = launch.management_process(store_url=config.store_url, host=host,
