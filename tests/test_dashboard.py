@@ -216,6 +216,12 @@ def test_dashboard_renders_live_numbers_in_headless_chromium(cluster, tmp_path):
                 assert shot.stat().st_size > 10_000
                 if os.environ.get("CLIPPER_SAVE_SCREENSHOTS"):
                     shutil.copyfile(shot, SCREENSHOT)
+                for docs in (f"{cluster['url']}/docs", f"{cluster['query']}/docs"):
+                    tab.goto(docs)  # the OpenAPI pages render their documents too
+                    wait_until(lambda: tab.locator("#ops details").count() > 5, timeout=30,
+                               interval=0.5, what=f"the operations on {docs}")
+                    assert tab.inner_text("#error") == ""
+                tab.goto(f"{cluster['url']}/dashboard")
                 tab.evaluate("sessionStorage.setItem('clipper-admin-token', 'wrong')")
                 tab.reload()
                 tab.wait_for_selector("#login:not(.hidden)", timeout=10_000)
