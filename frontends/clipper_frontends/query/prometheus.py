@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -51,9 +51,6 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 
 from .metrics import Buckets
-
-if TYPE_CHECKING:
-    from .frontend import QueryFrontend
 
 log = logging.getLogger("clipper.query")
 
@@ -72,6 +69,16 @@ def _histogram(name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
 
 def _add(family: HistogramMetricFamily, values: list[str], buckets: Buckets) -> None:
     family.add_metric(values, buckets.cumulative(), buckets.sum)
+
+
+class QueryFrontend(Protocol):
+    """What the collector reads of :class:`.frontend.QueryFrontend` (not
+    imported: the frontend imports this module)."""
+
+    routes: Any
+    pool: Any
+    sync: Any
+    cache: Any
 
 
 class FrontendCollector:
