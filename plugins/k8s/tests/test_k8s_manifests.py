@@ -62,7 +62,7 @@ def test_every_manifest_is_valid(spec_name: str, version: str) -> None:
 def test_manifests_pass_the_api_servers_own_rules(spec_name: str, tmp_path: Path) -> None:
     """Names, labels, selectors, ports: what the API server checks beyond the schema
     (the fake applies the same rules to every body it receives)."""
-    from clipper_k8s.testing.fake_api import _BY_PLURAL
+    from clipper_k8s.testing.resources import BY_PLURAL as _BY_PLURAL
 
     kube = FakeKubernetes({}, workdir=tmp_path)  # not started: only its validation
     plural = {"Deployment": "deployments", "Service": "services", "Secret": "secrets",
