@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import psutil
@@ -230,8 +231,10 @@ def test_closure_with_pkgs_to_install_gets_its_own_environment(cluster):
 
     create_endpoint(cluster, "jokes", "doubles", tell, pkgs_to_install=[package])
     answer = query(cluster, "jokes", [1.0])
-    artifact = cluster.get_model_info("jokes", "1")["image"]
-    assert artifact == str((cluster.cm.state_dir / "models" / "jokes" / "1").resolve())
+    # the image is a reference in the cluster's own registry, not a path
+    assert cluster.get_model_info("jokes", "1")["image"] == "local/jokes:1"
+    artifact = str((cluster.cm.state_dir / "models" / "jokes" / "1").resolve())
+    assert cluster.cm.resolve_artifact("local/jokes:1").path.resolve() == Path(artifact)
     assert answer["output"]["file"].startswith(f"{artifact}/venv/")
     assert isinstance(answer["output"]["joke"], str) and answer["output"]["joke"]
     assert importlib.util.find_spec(package) is None  # still not in our environment
