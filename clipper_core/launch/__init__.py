@@ -3,7 +3,8 @@
 :mod:`.processes` describes each program (command line, environment,
 ports, secrets), :mod:`.replicas` waits for new replicas to connect, and
 :mod:`.images` names the project's images and finds a model image builder,
-:mod:`.store` says how a cluster's Redis runs (durable, with a password).
+:mod:`.store` says how a cluster's Redis runs (durable, with a password),
+:mod:`.rpc` reads a manager's ``rpc_auth`` option and makes the CURVE keys.
 Container managers keep only placement: where and how these run.
 """
 
@@ -44,6 +45,7 @@ from .processes import (
     replica_process,
 )
 from .replicas import ReplicaWait, admin_replicas, store_replicas, wait_for_replicas
+from .rpc import keys_from_env, new_rpc_keys, rpc_auth_option
 from .store import REDIS_DATA_DIR, RedisServer
 
 __all__ = [
@@ -51,7 +53,8 @@ __all__ = [
     "IMAGE_TITLE_LABEL", "MANAGEMENT_PORT", "MODEL_PATH", "QUERY_PORT", "REPLICA_ENV_KEYS",
     "ROLE_MANAGEMENT", "ROLE_QUERY", "ROLE_REPLICA", "ROLE_STORE", "RPC_PORT", "ClusterSecrets",
     "QUERY_TOKEN_ENV", "REDIS_DATA_DIR", "RedisServer",
-    "ModelImageBuilder", "ignored_parameter", "ProcessSpec", "ProjectImages", "ReadyCheck", "ReplicaWait",
+    "ModelImageBuilder", "ignored_parameter", "keys_from_env", "new_rpc_keys",
+    "rpc_auth_option", "ProcessSpec", "ProjectImages", "ReadyCheck", "ReplicaWait",
     "RpcTargets", "Secret", "admin_replicas", "get_image_builder", "is_project_image",
     "management_process", "query_process", "replica_id", "replica_process", "store_replicas",
     "wait_for_replicas",

@@ -17,15 +17,14 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
-from clipper_core import launch
+from clipper_core import curve, launch
 from clipper_core.errors import ClusterStartError, ContainerError, ValidationError
 from clipper_core.models import InputType, ReplicaStatus, validate_name
 
 from . import cluster as lb
-from . import networks, replicas, startup
+from . import networks, probes, replicas, startup
 from .builds import BuildOptions, Progress, ensure_image
 from .cluster import ClusterInfo
 from .engine import connect_engine, docker_errors, log
@@ -71,6 +70,10 @@ class DockerContainerManager:
         images are built (see :class:`clipper_docker.builds.BuildOptions`).
     :param admin_token: bearer token for ``/admin/*``; None (default) makes one
         at start (``connect()`` reads it back); ``False``/``"none"``: no token.
+    :param rpc_auth: ``"curve"`` (default, or ``CLIPPER_RPC_AUTH``): replicas
+        authenticate with the cluster's CURVE keys, made at start
+        (:mod:`clipper_docker.rpc_keys`); ``"none"``: plain RPC v3, for original
+        Clipper model containers (the RPC port is then open to any peer).
     :param redis_password: an external Redis's password (its own gets a generated one).
     :param start_timeout: seconds ``start_clipper`` waits for readiness.
     :param replica_timeout: seconds a deploy waits for new replicas to connect.
@@ -89,7 +92,7 @@ class DockerContainerManager:
                  python_base_image: str | None = None, build_ca_bundle: str | None = None,
                  pip_args: list[str] | str | None = None, build_network: str | None = None,
                  admin_token: str | bool | None = None, redis_password: str | None = None,
-                 start_timeout: float = 90.0,
+                 rpc_auth: str | None = None, start_timeout: float = 90.0,
                  replica_timeout: float = 60.0, images: ProjectImages | None = None,
                  docker_client_kwargs: dict[str, Any] | None = None,
                  progress: Progress | None = None) -> None:
@@ -117,6 +120,9 @@ class DockerContainerManager:
                             else os.environ.get(launch.ADMIN_TOKEN_ENV) if admin_token is None
                             else None) or None
         self.redis_password = redis_password
+        #: ``curve`` or ``none`` (``connect()`` takes the running cluster's)
+        self.rpc_auth = launch.rpc_auth_option(rpc_auth)
+        self.rpc_keys: curve.ClusterKeys | None = None
         self.start_timeout = start_timeout
         self.replica_timeout = replica_timeout
         self.progress = progress
@@ -335,7 +341,8 @@ class DockerContainerManager:
             # the image's own CLIPPER_MODEL_PATH (``/model``) stays
             env = launch.replica_process(name=name, version=version, input_type=kind,
                                          frontends=info.rpc_targets(), model_path=None,
-                                         replica_id=replica).environment()
+                                         replica_id=replica, secrets=launch.ClusterSecrets(
+                                             rpc_keys=self.rpc_keys)).environment()
             started.append(self.run(
                 image, name=lb.container_name(self.cluster_name, name, version,
                                               secrets.token_hex(3)),
@@ -349,15 +356,7 @@ class DockerContainerManager:
 
     def get_logs(self, logging_dir: str) -> list[str]:
         """Write ``<container name>.log`` for every container of the cluster."""
-        out_dir = Path(logging_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for c in self._containers():
-            path = out_dir / f"{c.name}.log"
-            with docker_errors(f"Reading logs of {c.name}"):
-                path.write_bytes(c.logs(stdout=True, stderr=True, timestamps=True))
-            paths.append(str(path))
-        return sorted(paths)
+        return probes.write_logs(self._containers(), logging_dir)
 
     def stop_models(self, models: dict[str, list[str]]) -> None:
         """Remove every replica of each ``name -> [versions]``."""

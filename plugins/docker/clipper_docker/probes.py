@@ -1,10 +1,14 @@
 """Small checks the manager polls: HTTP readiness, commands in containers,
-log tails for error messages."""
+log tails for error messages; containers' logs written to files."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+from .engine import docker_errors
 
 
 def free_port() -> int:
@@ -20,6 +24,20 @@ def log_tail(container: Any, lines: int = 40) -> str:
         return container.logs(tail=lines).decode(errors="replace").rstrip() or "(no output)"
     except Exception as exc:  # noqa: BLE001 - best effort inside an error message
         return f"(logs unavailable: {exc})"
+
+
+def write_logs(containers: Iterable[Any], logging_dir: str) -> list[str]:
+    """Write ``<container name>.log`` (with timestamps) for each container into
+    ``logging_dir``; return the paths, sorted."""
+    out_dir = Path(logging_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for c in containers:
+        path = out_dir / f"{c.name}.log"
+        with docker_errors(f"Reading logs of {c.name}"):
+            path.write_bytes(c.logs(stdout=True, stderr=True, timestamps=True))
+        paths.append(str(path))
+    return sorted(paths)
 
 
 def exec_ok(container: Any, cmd: list[str], expect: bytes | None = None) -> bool:

@@ -19,6 +19,7 @@ from clipper_core.errors import ClusterStartError
 from clipper_core.secrets import STORE_PASSWORD_ENV, new_password, new_token
 
 from . import cluster as lb
+from . import rpc_keys
 from .cluster import ClusterInfo
 from .engine import docker_errors
 from .probes import exec_ok, free_port, http_ok, log_tail
@@ -49,21 +50,26 @@ def layout(cm: DockerContainerManager, network: str, replicas: int) -> ClusterIn
 
 
 def make_secrets(cm: DockerContainerManager) -> None:
-    """A new admin token (unless given or opted out) and Redis password."""
+    """A new admin token (unless given or opted out), Redis password and
+    CURVE keys (unless ``rpc_auth="none"``)."""
     if cm.admin_token is None and cm._token_option is None:
         cm.admin_token = new_token()
     if not cm.redis_ip:
         cm.redis_password = new_password()
+    cm.rpc_keys = launch.new_rpc_keys(cm.rpc_auth)
 
 
 def adopt_secrets(cm: DockerContainerManager, mgmt: Any) -> None:
     """Read the cluster's secrets back from the management container's
-    environment (the channel they were given through)."""
-    env = dict(item.partition("=")[::2]
-               for item in (mgmt.attrs.get("Config") or {}).get("Env") or [])
+    environment (the channel they were given through), and its RPC keys from
+    a query frontend container's (the cluster's ``rpc_auth`` wins)."""
+    env = rpc_keys.container_env(mgmt)
     if cm._token_option is None or cm.admin_token is None:
         cm.admin_token = env.get(launch.ADMIN_TOKEN_ENV) or cm.admin_token
     cm.redis_password = env.get(STORE_PASSWORD_ENV) or cm.redis_password
+    found = rpc_keys.adopt(cm._containers(lb.ROLE_QUERY))
+    if found is not None:
+        cm.rpc_auth, cm.rpc_keys = found
 
 
 def redis_volume(cm: DockerContainerManager) -> str:
@@ -98,7 +104,7 @@ def start_frontends(cm: DockerContainerManager, info: ClusterInfo, query_image: 
     """The management frontend and the query frontends; return when all answer."""
     name, labels = cm.cluster_name, info.to_labels()
     secrets = launch.ClusterSecrets(admin_token=cm.admin_token,
-                                    store_password=cm.redis_password)
+                                    store_password=cm.redis_password, rpc_keys=cm.rpc_keys)
     mgmt_spec = launch.management_process(store_url=info.store_url, port=info.admin_port,
                                           secrets=secrets)
     mgmt = cm.run(mgmt_image, name=lb.container_name(name, "mgmt"), role=lb.ROLE_MANAGEMENT,
