@@ -41,7 +41,7 @@ from .deadlines import TIMEOUT
 from .ingest import DoublesParser
 from .queues import Evaluation, ModelError, ModelQueue
 from .routes import AppRoute, Routes, parse_output
-from .selection_metrics import LOW_CONFIDENCE, LowConfidence
+from .selection_metrics import LOW_CONFIDENCE, Combined
 
 NO_MODEL = "No connected models found for query"
 SLO_MISSED = "Failed to retrieve a prediction response within the specified latency SLO"
@@ -179,10 +179,15 @@ class QueryService:
                 route.metrics.no_model_defaults += 1
                 results.append({"query_id": qid, "output": route.default_value, "default": True,
                                 "default_explanation": NO_MODEL})
-            elif type(value) is LowConfidence:
-                defaults += 1
-                results.append({"query_id": qid, "output": route.default_value, "default": True,
-                                "default_explanation": LOW_CONFIDENCE})
+            elif type(value) is Combined:  # a selecting app's answer, with its confidence
+                if value.low:
+                    defaults += 1
+                    results.append({"query_id": qid, "output": route.default_value,
+                                    "default": True, "default_explanation": LOW_CONFIDENCE,
+                                    "confidence": value.confidence})
+                else:
+                    results.append({"query_id": qid, "output": value.output, "default": False,
+                                    "confidence": value.confidence})
             else:
                 results.append({"query_id": qid, "output": value, "default": False})
         payload = orjson.dumps({"batch_predictions": results} if batch else results[0])
@@ -210,6 +215,13 @@ class QueryService:
     def _prepare(self, route: AppRoute, body: bytes) -> tuple[list[Any], bool]:
         if route.selector is not None:  # several models: the selection layer's path
             return route.selector.start(self, route, body)  # type: ignore[no-any-return]
+        queue = route.queue
+        if queue is not None and not queue.can_queue() and b'"input_batch"' not in body:
+            # Overloaded: the queue holds all the work it can serve in time.
+            # Decided before parsing, so the excess costs little more than its
+            # HTTP: the query gets the default at its deadline (unparsed, so
+            # a malformed body is not told apart from a good one here).
+            return self._hold(route, queue), False
         input_type = route.input_type
         data = (self._doubles.single_input(body) if input_type is InputType.DOUBLES
                 else None)
@@ -247,6 +259,16 @@ class QueryService:
         if version is not None:
             queue = self._pinned_queue(route, version)
         return self._start(route, queue, encoded), batch
+
+    def _hold(self, route: AppRoute, queue: ModelQueue) -> list[Any]:
+        """One waiter answered with the default at the query's deadline."""
+        loop = self._loop
+        assert loop is not None
+        queue.shed += 1
+        route.metrics.shed += 1
+        w = loop.create_future()
+        route.timer.add(loop.time() + route.deadline_s, w)
+        return [w]
 
     def _pinned_queue(self, route: AppRoute, version: Any) -> ModelQueue | None:
         if isinstance(version, bool) or not isinstance(version, (str, int)):
