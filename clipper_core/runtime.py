@@ -32,7 +32,7 @@ import orjson
 import zmq
 import zmq.utils.monitor
 
-from . import curve, rpc
+from . import curve, logs, rpc
 from .models import InputType
 
 log = logging.getLogger("clipper.runtime")
@@ -338,8 +338,7 @@ def frontends_from_env(env: dict[str, str]) -> list[str] | Callable[[], list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("CLIPPER_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()  # CLIPPER_LOG_LEVEL, CLIPPER_LOG_FORMAT (plain or json)
     env = dict(os.environ)
     try:
         name = env["CLIPPER_MODEL_NAME"]

@@ -110,7 +110,8 @@ class OpenInference:
 
     def _server_ready(self) -> tuple[int, bytes]:
         ready = self.ready()
-        return (200 if ready else 503), orjson.dumps({"ready": ready})
+        # The protocol: 200 means true, a 4xx false (so not 503).
+        return (200 if ready else 400), orjson.dumps({"ready": ready})
 
     # -- metadata and readiness ----------------------------------------------
     def _route(self, name: str, version: str | None) -> tuple[AppRoute, Any]:
@@ -135,7 +136,7 @@ class OpenInference:
             return _error(exc.status, str(exc))
         if action == "ready":
             ready = queue is not None and bool(queue.replicas)
-            return (200 if ready else 503), orjson.dumps({"name": name, "ready": ready})
+            return (200 if ready else 400), orjson.dumps({"name": name, "ready": ready})
         if action:
             return _error(404, f"no route {path}")
         return 200, orjson.dumps(self._metadata(route, version))
