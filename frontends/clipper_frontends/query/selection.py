@@ -36,7 +36,7 @@ from clipper_core.selection import Query, state_key
 
 from .deadlines import TIMEOUT
 from .queues import ModelError, ModelQueue
-from .selection_metrics import LowConfidence, SelectionMetrics
+from .selection_metrics import Combined, SelectionMetrics
 from .service import NO_MODEL_VALUE, Pending
 
 if TYPE_CHECKING:
@@ -128,8 +128,8 @@ class Selector:
         value, confidence = self.policy.combine(state, query, outputs)
         if confidence < self.threshold:
             self.metrics.low_confidence += 1
-            return LowConfidence(value, confidence)
-        return value
+            return Combined(value, confidence, low=True)
+        return Combined(value, confidence)
 
 
 class Combine:

@@ -22,14 +22,17 @@ WINDOW = 2048
 LOW_CONFIDENCE = "low confidence"
 
 
-class LowConfidence:
-    """An ensemble's answer below the app's confidence threshold."""
+class Combined:
+    """A selecting app's answer and the confidence behind it (the response
+    carries ``"confidence"``); ``low`` when below the app's threshold, where
+    the default output answers with the explanation "low confidence"."""
 
-    __slots__ = ("output", "confidence")
+    __slots__ = ("output", "confidence", "low")
 
-    def __init__(self, output: Any, confidence: float) -> None:
+    def __init__(self, output: Any, confidence: float, low: bool = False) -> None:
         self.output = output
-        self.confidence = confidence
+        self.confidence = round(float(confidence), 6)
+        self.low = low
 
 
 def _output(value: Any) -> bool:
@@ -75,15 +78,24 @@ class SelectionMetrics:
         agrees with the primary's answer (``primary``: a Combine, or None)."""
         stats = self.shadows.setdefault(model, ShadowStats())
 
+        def compare(value: Any) -> None:
+            answer = primary.value
+            if type(answer) is Combined and not answer.low:
+                stats.compared += 1
+                stats.agreed += agree(answer.output, value)
+
         def record(value: Any) -> None:
             if not _output(value):
                 stats.missed += 1
                 return
             stats.latencies.append(time.perf_counter() - t0)
-            answer = primary.value if primary is not None else None
-            if _output(answer) and type(answer) is not LowConfidence:
-                stats.compared += 1
-                stats.agreed += agree(answer, value)
+            if primary is None:
+                return
+            waiting = primary.future
+            if waiting is not None and not waiting.done():  # the shadow was faster
+                waiting.add_done_callback(lambda _f: compare(value))
+            else:
+                compare(value)
         return record
 
     def describe(self) -> dict[str, Any]:
