@@ -23,6 +23,7 @@ import sys
 import time
 from typing import Any
 
+from . import cli_selection
 from .cli_args import DEFAULT_MANAGER, build_parser
 
 __all__ = ["DEFAULT_MANAGER", "build_parser", "main"]
@@ -349,7 +350,7 @@ def cmd_migrate_store(args: argparse.Namespace) -> int:
 
 COMMANDS = {"plugins": cmd_plugins, "start": cmd_start, "status": cmd_status,
             "deploy": cmd_deploy, "predict": cmd_predict, "logs": cmd_logs, "stop": cmd_stop,
-            "migrate-store": cmd_migrate_store}
+            "migrate-store": cmd_migrate_store, "policy": cli_selection.cmd_policy}
 #: Commands that do not talk to a cluster (no container manager needed).
 _NO_MANAGER = frozenset({"plugins", "migrate-store"})
 

@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 from . import __version__
+from .cli_selection import add_policy_commands
 
 DEFAULT_MANAGER = "local_process"
 FORMATS = ("plain", "json")
@@ -185,4 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
                   "redis://127.0.0.1:6379/0"])
     p.add_argument("src", metavar="SRC_URL", help="state store to copy from")
     p.add_argument("dst", metavar="DST_URL", help="state store to copy into")
+
+    add_policy_commands(sub, _command)
     return parser
