@@ -126,3 +126,11 @@ def test_our_images_are_not_clippers() -> None:
         assert not tag.startswith("clipper/"), tag
     assert launch.is_project_image({launch.IMAGE_TITLE_LABEL: launch.IMAGE_TITLE})
     assert not launch.is_project_image({}) and not launch.is_project_image(None)
+
+
+def test_the_management_frontend_is_told_where_the_query_frontends_are() -> None:
+    spec = launch.management_process(store_url="sqlite:////tmp/s.db",
+                                     query_urls=["http://q0:1337", "http://q1:1337"])
+    args = list(spec.args)
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--query-url"] == [
+        "http://q0:1337", "http://q1:1337"]

@@ -207,14 +207,17 @@ class ProcessSpec:
 def management_process(*, store_url: str, host: str = "0.0.0.0",
                        port: Port = MANAGEMENT_PORT,
                        secrets: ClusterSecrets = ClusterSecrets(),
+                       query_urls: Sequence[str] = (),
                        extra_args: Sequence[str] = ()) -> ProcessSpec:
     """The management frontend: ``--store URL --host H --port P`` (a password
-    in ``store_url`` travels as a secret instead)."""
+    in ``store_url`` travels as a secret instead), and ``--query-url`` for
+    each query frontend whose ``/metrics`` the dashboard shows."""
     store_url, secrets = secrets.with_store_url(store_url)
     own = secrets.for_role(ROLE_MANAGEMENT)
+    urls = tuple(arg for url in query_urls for arg in ("--query-url", url))
     return ProcessSpec(
         role=ROLE_MANAGEMENT, module=MANAGEMENT_MODULE,
-        args=("--store", store_url, "--host", host, "--port", str(port), *extra_args),
+        args=("--store", store_url, "--host", host, "--port", str(port), *urls, *extra_args),
         secrets=own, ports={"http": port},
         ready=ReadyCheck(port=port, path="/admin/ping", needs_token=bool(own)))
 

@@ -105,8 +105,12 @@ def start_frontends(cm: DockerContainerManager, info: ClusterInfo, query_image: 
     name, labels = cm.cluster_name, info.to_labels()
     secrets = launch.ClusterSecrets(admin_token=cm.admin_token,
                                     store_password=cm.redis_password, rpc_keys=cm.rpc_keys)
+    # where the management frontend (its dashboard) reads each query frontend's /metrics
+    query_urls = [
+        f"http://{'127.0.0.1' if info.host_network else lb.container_name(name, 'query', str(i))}"
+        f":{query_port}" for i, (query_port, _) in enumerate(info.query_endpoints)]
     mgmt_spec = launch.management_process(store_url=info.store_url, port=info.admin_port,
-                                          secrets=secrets)
+                                          secrets=secrets, query_urls=query_urls)
     mgmt = cm.run(mgmt_image, name=lb.container_name(name, "mgmt"), role=lb.ROLE_MANAGEMENT,
                   labels=labels, info=info, error=ClusterStartError,
                   environment=mgmt_spec.environment(), command=list(mgmt_spec.args),

@@ -66,8 +66,9 @@ def start_frontends(table: ProcessTable, config: ClusterConfig,
     env = {**base_env(), "CLIPPER_PROMETHEUS_PORT": "0"}
     host, py = config.host, config.python
     labels = {"kind": "frontend"}
-    mgmt = launch.management_process(store_url=config.store_url, host=host,
-                                     port=config.management_port, secrets=secrets)
+    mgmt = launch.management_process(
+        store_url=config.store_url, host=host, port=config.management_port, secrets=secrets,
+        query_urls=[f"http://{host}:{http}" for http, _ in config.frontend_ports()])
     table.start("management", mgmt.argv(py), {**env, **mgmt.environment()}, labels)
     checks = [("management", f"http://{host}:{config.management_port}/admin/ping")]
     for i, (http, rpc) in enumerate(config.frontend_ports()):
