@@ -24,7 +24,7 @@ from clipper_core.errors import ClusterStartError, ContainerError, ValidationErr
 from clipper_core.models import InputType, ReplicaStatus, validate_name
 
 from . import cluster as lb
-from . import networks, probes, replicas, startup
+from . import networks, probes, reconcile, replicas, startup
 from .builds import BuildOptions, Progress, ensure_image
 from .cluster import ClusterInfo
 from .engine import connect_engine, docker_errors, log
@@ -169,7 +169,8 @@ class DockerContainerManager:
         network = info.network if info else self._network_choice()
         all_labels = {**self.labels, **labels, lb.CLUSTER: self.cluster_name, lb.ROLE: role}
         options: dict[str, Any] = {"detach": True, "name": name, "labels": all_labels,
-                                   "init": True, **kwargs}
+                                   "init": True, "restart_policy": reconcile.policy(role),
+                                   **kwargs}
         if network == lb.HOST_NETWORK:
             options["network_mode"] = "host"
             options.pop("ports", None)
@@ -237,7 +238,9 @@ class DockerContainerManager:
                  self.get_admin_addr(), self.get_query_addr())
 
     def connect(self) -> None:
-        """Find the running cluster by label; ClusterStartError if there is none."""
+        """Find the running cluster by label (starting again what was stopped);
+        ClusterStartError if there is none."""
+        reconcile.restart_stopped(self)
         mgmt = [c for c in self._containers(lb.ROLE_MANAGEMENT) if c.status == "running"]
         if not mgmt:
             raise ClusterStartError(
@@ -299,8 +302,7 @@ class DockerContainerManager:
         self.set_num_replicas(name, version, input_type, image, num_replicas)
 
     def get_num_replicas(self, name: str, version: str) -> int:
-        return sum(1 for c in self.model_containers(str(name), str(version))
-                   if c.status in lb.LIVE_STATES)
+        return reconcile.live_replicas(self, str(name), str(version))
 
     def set_num_replicas(self, name: str, version: str, input_type: InputType | str, image: str,
                          num_replicas: int) -> None:
@@ -318,9 +320,8 @@ class DockerContainerManager:
                                   value=num_replicas)
         kind = InputType.parse(input_type)
         info = self.info
+        reconcile.restart_stopped(self)  # what cannot start is removed
         existing = self.model_containers(name, version)
-        dead = [c for c in existing if c.status not in lb.LIVE_STATES]
-        self._remove(dead, graceful=False)
         live = sorted((c for c in existing if c.status in lb.LIVE_STATES),
                       key=lambda c: int(c.labels.get(lb.MODEL_REPLICA, "0")))
         if len(live) > num_replicas:
@@ -346,12 +347,12 @@ class DockerContainerManager:
             started.append(self.run(
                 image, name=lb.container_name(self.cluster_name, name, version,
                                               secrets.token_hex(3)),
-                role=lb.ROLE_MODEL, labels=labels, info=info, environment=env,
-                restart_policy={"Name": "always"}))
+                role=lb.ROLE_MODEL, labels=labels, info=info, environment=env))
         replicas.wait_connected(self, name, version, started)
 
     def list_replicas(self) -> list[ReplicaStatus]:
         """Every model replica container, with the engine's restart count."""
+        reconcile.restart_stopped(self)
         return replicas.statuses(self.model_containers())
 
     def get_logs(self, logging_dir: str) -> list[str]:
@@ -393,7 +394,6 @@ class DockerContainerManager:
             except docker.errors.DockerException as exc:
                 raise ContainerError(f"Removing container {c.name} failed: {exc}",
                                      container=c.name) from exc
-
 
 
 __all__ = ["DockerContainerManager"]
