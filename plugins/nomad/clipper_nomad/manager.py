@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from clipper_core.errors import (
 from clipper_core.models import InputType, ReplicaStatus, validate_name
 from clipper_core.secrets import new_password, new_token
 
-from . import jobs
+from . import jobs, local_models
 from .jobs import JobSettings
 from .waits import AllocationWaits
 
@@ -252,7 +251,9 @@ class NomadContainerManager(AllocationWaits):
         """docker driver: build (and push) the image with the ``docker`` model
         registry, found by name (:func:`clipper_core.launch.get_image_builder`).
         raw_exec driver: copy the model directory to ``build_dir/<name>/<version>``
-        and return that path (no package installs: use the docker driver)."""
+        and return its reference ``local/<name>:<version>``, which this manager
+        resolves to that directory (the admin API takes image references, not
+        paths; no package installs: use the docker driver)."""
         name = validate_name("model name", name)
         version = validate_name("model version", version)
         source = Path(model_data_path)
@@ -267,12 +268,12 @@ class NomadContainerManager(AllocationWaits):
             raise BuildError("The raw_exec driver runs models with the Nomad client's Python "
                              "and cannot install packages; use driver='docker' for "
                              f"pkgs_to_install={pkgs_to_install!r}", packages=pkgs_to_install)
-        dest = self.build_dir / name / version
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(source, dest)
-        return str(dest)
+        return local_models.copy_model(self.build_dir, name, version, source)
+
+    def _model_dir(self, image: str) -> str:
+        """The raw_exec driver's model directory for ``image``."""
+        return image if self.settings.driver == "docker" else local_models.model_dir(
+            self.build_dir, image)
 
     def deploy_model(self, name: str, version: str, input_type: InputType, image: str,
                      num_replicas: int = 1) -> None:
@@ -309,7 +310,7 @@ class NomadContainerManager(AllocationWaits):
             raise ValidationError(f"Model {name}:{version} has no image to deploy",
                                   argument="image", value=image)
         return jobs.model_job(self.settings, name, version, InputType.parse(input_type),
-                              image, count)
+                              self._model_dir(image), count)
 
     def get_num_replicas(self, name: str, version: str) -> int:
         """The task group count of the model version's job (0 if none)."""

@@ -68,7 +68,9 @@ def test_raw_exec_build_copies_the_model_and_refuses_packages(tmp_path: Path,
                                                               sum_model_dir: Path) -> None:
     manager = NomadContainerManager("b", nomad_address="http://127.0.0.1:9", driver="raw_exec",
                                     build_dir=str(tmp_path / "builds"))
-    path = Path(manager.build_model("sum", 2, str(sum_model_dir), "ignored"))
+    reference = manager.build_model("sum", 2, str(sum_model_dir), "ignored")
+    assert reference == "local/sum:2"   # an image reference the admin API takes, not a path
+    path = Path(manager._model_dir(reference))
     assert path == tmp_path / "builds" / "sum" / "2"
     assert (path / "predict.py").read_text() == (sum_model_dir / "predict.py").read_text()
     with pytest.raises(BuildError, match="cannot install packages"):
