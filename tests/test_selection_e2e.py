@@ -8,13 +8,17 @@ Three models answer from the input: ``m-one`` and ``m-two`` answer ``x[0]``,
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import wait_until
+from conftest import ROOT, wait_until
 from local_cluster import running_cluster
 
 from clipper_core.connection import ClipperConnection
@@ -142,3 +146,29 @@ def test_a_single_app_answers_exactly_as_before(conn: ClipperConnection) -> None
                     "latency_slo_micros": SLO, "linked_models": ["m-one"],
                     "candidate_model_names": ["m-one"]}
     assert "plain" not in conn.inspect_instance().get("selection", {})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_digits_demo_runs_quick_and_the_policies_survive_the_break(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "figures.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "selection_demo.py"),
+                           "--quick", "--out", str(tmp_path), "--json", str(out),
+                           "--cluster", "selection-demo-test"],
+                          capture_output=True, text=True, timeout=850)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    found = json.loads(out.read_text())
+    errors = found["errors"]
+    assert set(errors) == {"exp3", "exp4", "epsilon-greedy", "single-svm", "single-logreg",
+                           "single-knn", "single-tree"}
+    assert all(e["defaults"] == 0 for e in errors.values())
+    # the broken version answers 0 to everything: the svm app is wrong ~90% after it
+    assert errors["single-svm"]["before"] < 0.15 < 0.6 < errors["single-svm"]["after"]
+    for policy in ("exp3", "exp4", "epsilon-greedy"):
+        assert errors[policy]["after"] < errors["single-svm"]["after"] - 0.3
+    assert [Path(p).name for p in found["plots"]] == ["selection_errors.png",
+                                                      "selection_exp3.png"]
+    assert all(Path(p).stat().st_size > 10_000 for p in found["plots"])
+    assert "exp4 error" in proc.stdout
