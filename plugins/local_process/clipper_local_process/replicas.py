@@ -38,7 +38,8 @@ def desired_replicas(table: ProcessTable, name: str, version: str) -> list[Desir
 def replica_names(table: ProcessTable, models: dict[str, list[str]] | None = None) -> list[str]:
     """The process names of every replica, desired or running (only of the
     ``name -> [versions]`` in ``models`` when given)."""
-    labelled = [*table.desired.all(), *table.select(kind="replica")]
+    labelled: list[DesiredProcess | ProcessInfo] = [*table.desired.all(),
+                                                    *table.select(kind="replica")]
     return sorted({p.name for p in labelled if p.labels.get("kind") == "replica" and (
         models is None or p.labels.get("model_version") in
         {str(v) for v in models.get(p.labels.get("model_name", ""), ())})})
