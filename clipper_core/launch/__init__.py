@@ -44,7 +44,13 @@ from .processes import (
     replica_id,
     replica_process,
 )
-from .replicas import ReplicaWait, admin_replicas, store_replicas, wait_for_replicas
+from .replicas import (
+    ReplicaWait,
+    admin_knows_version,
+    admin_replicas,
+    store_replicas,
+    wait_for_replicas,
+)
 from .rpc import keys_from_env, new_rpc_keys, rpc_auth_option
 from .store import REDIS_DATA_DIR, RedisServer
 
@@ -55,7 +61,7 @@ __all__ = [
     "QUERY_TOKEN_ENV", "REDIS_DATA_DIR", "RedisServer",
     "ModelImageBuilder", "ignored_parameter", "keys_from_env", "new_rpc_keys",
     "rpc_auth_option", "ProcessSpec", "ProjectImages", "ReadyCheck", "ReplicaWait",
-    "RpcTargets", "Secret", "admin_replicas", "get_image_builder", "is_project_image",
+    "RpcTargets", "Secret", "admin_knows_version", "admin_replicas", "get_image_builder", "is_project_image",
     "management_process", "query_process", "replica_id", "replica_process", "store_replicas",
     "wait_for_replicas",
 ]

@@ -116,6 +116,28 @@ class ReplicaWait:
                    for ids in self.seen(records).values())
 
 
+def admin_knows_version(admin_addr: str | Callable[[], str], token: str | None,
+                        name: str, version: str, *, timeout: float = 3.0) -> bool:
+    """Whether the management frontend has name:version registered
+    (``POST /admin/get_model``); True when it cannot tell.
+
+    With CURVE, query frontends admit a replica's key only once its version
+    is registered, and ``ClipperConnection.deploy_model`` registers it after
+    the manager returns (Clipper's order): a manager waiting for the replicas
+    of an unregistered version to connect would wait for nothing.
+    """
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        addr = admin_addr() if callable(admin_addr) else admin_addr
+        resp = httpx.post(f"http://{addr}/admin/get_model", headers=headers, timeout=timeout,
+                          json={"model_name": name, "model_version": version})
+        return resp.status_code != 200 or resp.json() is not None
+    except (httpx.HTTPError, ValueError, ClipperException):
+        return True
+
+
 def wait_for_replicas(read: ReplicaReader, want: ReplicaWait, *, timeout: float,
                       check: Callable[[], None] | None = None, interval: float = 0.1,
                       progress: Callable[[str], None] | None = None) -> bool:

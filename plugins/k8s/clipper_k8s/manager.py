@@ -19,13 +19,14 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from clipper_core import launch
+from clipper_core import curve, launch
 from clipper_core.errors import ClipperException, ClusterStartError, ContainerError, ValidationError
 from clipper_core.models import InputType, validate_name
 from clipper_core.secrets import new_password, new_token
 
 from . import manifests, names
 from .addresses import ServiceAddresses
+from .cluster_secrets import SecretObjects
 from .namespaces import Namespaces
 from .pods import PodReports
 from .waits import DeploymentWaits
@@ -65,7 +66,8 @@ def _service_types(given: Mapping[str, str] | None) -> dict[str, str]:
     return dict(given)
 
 
-class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, PodReports):
+class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, PodReports,
+                                 SecretObjects):
     """Runs a Clipper cluster on Kubernetes with the official Python client.
 
     The positional parameters are Clipper's, in Clipper's order and with its
@@ -102,6 +104,10 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
     :param admin_token: protect ``/admin/*`` with this bearer token (kept in a
         Secret, read back by ``connect()``); None or ``True`` (default)
         generates one; ``False`` or ``"none"``: no token.
+    :param rpc_auth: ``"curve"`` (default, or ``CLIPPER_RPC_AUTH``): replicas
+        authenticate with CURVE keys made at start, kept in the cluster's Secret
+        (each model version's key in its own); ``"none"``: plain RPC v3, for
+        Clipper's model containers (the RPC port is open to any pod).
     :param service_account: service account of the cluster's pods.
     :param redis_image: image Redis runs from.
     :param start_timeout: seconds ``start_clipper`` waits for readiness.
@@ -121,6 +127,7 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
                  in_cluster: bool | None = None, api_host: str | None = None,
                  api_client: Any = None, container_registry: str | None = None,
                  service_type: str = "NodePort", admin_token: str | bool | None = None,
+                 rpc_auth: str | None = None,
                  service_account: str | None = None, redis_image: str = REDIS_IMAGE,
                  start_timeout: float = 300.0, deploy_timeout: float = 180.0,
                  min_ready_seconds: int = 2, progress: Progress | None = None) -> None:
@@ -153,6 +160,10 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
         token_on = admin_token is not False and admin_token != "none"
         self._admin_token: str | None = (admin_token if isinstance(admin_token, str) and token_on
                                          else None)
+        #: ``curve`` or ``none`` (``connect()`` takes the running cluster's)
+        self.rpc_auth = launch.rpc_auth_option(rpc_auth)
+        self.rpc_keys: curve.ClusterKeys | None = None
+        rpc_on = self.rpc_auth == curve.RPC_AUTH_CURVE
         self.spec = manifests.ClusterSpec(
             cluster=self.cluster_name, namespace=self.namespace, redis_ip=redis_ip,
             redis_port=redis_port, redis_image=redis_image, service_type=service_type,
@@ -160,7 +171,8 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
             query_service_type=self.service_types.get("query"),
             service_account=service_account, min_ready_seconds=min_ready_seconds,
             admin_secret=(names.admin_secret(self.cluster_name)
-                          if token_on or redis_ip is None else None), admin_token=token_on)
+                          if token_on or redis_ip is None or rpc_on else None),
+            admin_token=token_on, rpc_keys=rpc_on)
         self._client_options = dict(api_client=api_client, api_host=api_host,
                                     kubeconfig=kubeconfig, context=context,
                                     in_cluster=in_cluster)
@@ -189,8 +201,10 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
         if self.spec.admin_secret:
             token = (self._admin_token or new_token()) if self.spec.admin_token else None
             password = new_password() if self.spec.redis_ip is None else None
-            self._create(manifests.admin_secret(self.spec, token, password), ClusterStartError)
-            self._admin_token = token
+            keys = launch.new_rpc_keys(self.rpc_auth)
+            self._create(manifests.admin_secret(self.spec, token, password, keys),
+                         ClusterStartError)
+            self._admin_token, self.rpc_keys = token, keys
         bodies = manifests.cluster_manifests(self.spec, query_image, mgmt_image, cache_size,
                                              num_frontend_replicas)
         waits: list[str] = []
@@ -223,25 +237,7 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
                 f"{self.namespace!r}: no management frontend Deployment labelled "
                 f"{names.CLUSTER}={self.cluster_name}", cluster=self.cluster_name)
         self._addrs.clear()
-        if self._admin_token is None:
-            self._admin_token = self._read_token()
-
-    def _read_token(self) -> str | None:
-        import base64
-
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            secret = self.core.read_namespaced_secret(names.admin_secret(self.cluster_name),
-                                                      self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            with self._errors("Reading the admin token Secret"):
-                raise
-        data = secret.data or {}
-        key = next((k for k in ("admin_token", "token") if k in data), None)  # token: older
-        return base64.b64decode(data[key]).decode() if key else None
+        self._adopt_secrets()
 
     # -- addresses ---------------------------------------------------------------------
     def get_admin_addr(self) -> str:
@@ -304,6 +300,7 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
             if not image:
                 raise ValidationError(f"Model {name}:{version} has no image to run",
                                       name=name, version=version)
+            self._put_model_secret(name, version)
             body = manifests.model_deployment(self.spec, name, version,
                                               InputType.parse(input_type).label, image,
                                               num_replicas)
@@ -317,7 +314,8 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
                     _content_type="application/merge-patch+json")
             self.progress(f"scaled {dep_name} to {num_replicas}")
         self._wait_ready([dep_name], self.deploy_timeout, ContainerError)
-        if num_replicas:
+        if num_replicas and (self.rpc_keys is None or launch.admin_knows_version(
+                self.get_admin_addr, self._admin_token, name, version)):
             launch.wait_for_replicas(
                 launch.admin_replicas(self.get_admin_addr, self._admin_token),
                 launch.ReplicaWait(name=name, version=version, count=num_replicas),
@@ -345,6 +343,7 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
                 labels = {names.ROLE: names.ROLE_MODEL, names.MODEL_NAME: str(name),
                           names.MODEL_VERSION: str(version)}
                 self._delete_deployments(True, **labels)
+                self._delete_model_secrets(**labels)
         for name, versions in models.items():
             for version in versions:
                 self._wait_gone(self.deploy_timeout, **{
@@ -354,6 +353,7 @@ class KubernetesContainerManager(ServiceAddresses, DeploymentWaits, Namespaces, 
     def stop_all_model_containers(self) -> None:
         """Delete every model Deployment of the cluster; return when the pods are gone."""
         self._delete_deployments(True, **{names.ROLE: names.ROLE_MODEL})
+        self._delete_model_secrets()
         self._wait_gone(self.deploy_timeout, **{names.ROLE: names.ROLE_MODEL})
 
     def stop_all(self, graceful: bool = True) -> None:

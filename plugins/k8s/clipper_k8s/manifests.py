@@ -6,16 +6,19 @@ arguments, environment and secrets) comes from :mod:`clipper_core.launch`;
 the project's frontend images have the programs as their ENTRYPOINT, so
 containers only pass ``args``.  Secrets come from a Secret object (one key
 per :class:`clipper_core.launch.Secret`, named by its ``file_name``), never
-from ``args``.
+from ``args``: the cluster's Secret holds the admin token, the Redis password
+and the CURVE server key pair and replica seed; each model version's replica
+key pair has its own Secret (:func:`model_secret`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from clipper_core import launch
+from clipper_core import curve, launch
 
 from . import names
 
@@ -27,6 +30,12 @@ RPC_PORT = launch.RPC_PORT
 REDIS_PORT = 6379
 
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+#: The key of the cluster's Secret holding the server's public CURVE key
+#: (no secret, but replicas read it from there, so manifests need no value).
+RPC_SERVER_KEY = "rpc_server_key"
+#: Stands for the cluster's keys where only their names matter (the values
+#: are in the Secret).
+_KEYS_IN_SECRET = curve.ClusterKeys(curve.KeyPair("in-secret", "in-secret"), "in-secret")
 
 #: Resource requests per role (cpu, memory).
 DEFAULT_REQUESTS: dict[str, dict[str, str]] = {
@@ -62,6 +71,14 @@ class ClusterSpec:
     admin_secret: str | None = None
     #: Whether the management frontend requires the admin token (in the Secret).
     admin_token: bool = True
+    #: Whether replicas authenticate with CURVE keys (in the Secret; False:
+    #: ``--rpc-auth none``, plain RPC v3 for Clipper's model containers).
+    rpc_keys: bool = True
+
+    @property
+    def has_rpc_keys(self) -> bool:
+        """CURVE on: keys wanted and a Secret to hold them."""
+        return self.rpc_keys and self.admin_secret is not None
 
     @property
     def redis_host(self) -> str:
@@ -163,7 +180,8 @@ def _secrets(spec: ClusterSpec) -> launch.ClusterSecrets:
     """Which secrets exist (their values live in the Secret, not here)."""
     return launch.ClusterSecrets(
         admin_token="in-secret" if spec.admin_secret and spec.admin_token else None,
-        store_password="in-secret" if spec.admin_secret and spec.redis_ip is None else None)
+        store_password="in-secret" if spec.admin_secret and spec.redis_ip is None else None,
+        rpc_keys=_KEYS_IN_SECRET if spec.has_rpc_keys else None)
 
 
 def mgmt_deployment(spec: ClusterSpec, image: str) -> Manifest:
@@ -229,7 +247,9 @@ def query_rpc_service(spec: ClusterSpec) -> Manifest:
 
 def model_deployment(spec: ClusterSpec, name: str, version: str, input_type: str, image: str,
                      replicas: int) -> Manifest:
-    """``replicas`` replicas of one model version; each replica's id is its pod name."""
+    """``replicas`` replicas of one model version; each replica's id is its pod
+    name.  With CURVE keys, the server's public key comes from the cluster's
+    Secret and the version's key pair from its own (:func:`model_secret`)."""
     labels = names.model_labels(spec.cluster, name, version)
     process = launch.replica_process(
         name=name, version=version, input_type=input_type, model_path=None,
@@ -237,6 +257,10 @@ def model_deployment(spec: ClusterSpec, name: str, version: str, input_type: str
     env: list[Manifest] = [{"name": k, "value": v} for k, v in process.env.items()]
     env.append({"name": "CLIPPER_REPLICA_ID",
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    if spec.has_rpc_keys:
+        env.append(_key_ref(curve.SERVER_KEY_ENV, spec.admin_secret, RPC_SERVER_KEY))
+        env += [_key_ref(s.env, names.model_secret(spec.cluster, name, version), s.file_name)
+                for s in _secrets(spec).for_replica(name, version)]
     container = _container(spec, names.ROLE_MODEL, "model", image, env=env)
     body = _deployment(spec, names.model(spec.cluster, name, version), labels, container,
                        replicas)
@@ -248,22 +272,49 @@ def model_deployment(spec: ClusterSpec, name: str, version: str, input_type: str
 # -- namespace, secret ----------------------------------------------------------
 
 
+def _key_ref(env: str, secret: str | None, key: str) -> Manifest:
+    return {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
 def namespace(name: str, cluster: str) -> Manifest:
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": {names.MANAGED_BY: "clipper",
                                                   names.CREATED_BY: cluster}}}
 
 
-def admin_secret(spec: ClusterSpec, token: str | None,
-                 store_password: str | None = None) -> Manifest:
-    """The cluster's Secret: the admin token and the Redis password, one key each."""
+def admin_secret(spec: ClusterSpec, token: str | None, store_password: str | None = None,
+                 rpc_keys: curve.ClusterKeys | None = None) -> Manifest:
+    """The cluster's Secret: the admin token, the Redis password and the CURVE
+    keys (the server's key pair and the replica seed), one key each."""
     assert spec.admin_secret is not None
-    values = launch.ClusterSecrets(admin_token=token, store_password=store_password)
+    values = launch.ClusterSecrets(admin_token=token, store_password=store_password,
+                                   rpc_keys=rpc_keys)
+    data = {s.file_name: s.value for role in (launch.ROLE_MANAGEMENT, launch.ROLE_STORE,
+                                              launch.ROLE_QUERY)
+            for s in values.for_role(role)}
+    if rpc_keys is not None:
+        data[RPC_SERVER_KEY] = rpc_keys.server.public
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _metadata(spec, spec.admin_secret, spec.labels(names.ROLE_MGMT)),
-            "stringData": {s.file_name: s.value for role in (launch.ROLE_MANAGEMENT,
-                                                             launch.ROLE_STORE)
-                           for s in values.for_role(role)}}
+            "stringData": data}
+
+
+def model_secret(spec: ClusterSpec, name: str, version: str,
+                 keys: curve.ClusterKeys) -> Manifest:
+    """The Secret of name:version's replicas: their key pair's secret half,
+    derived from the cluster's ``keys``."""
+    values = launch.ClusterSecrets(rpc_keys=keys)
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _metadata(spec, names.model_secret(spec.cluster, name, version),
+                                  names.model_labels(spec.cluster, name, version)),
+            "stringData": {s.file_name: s.value for s in values.for_replica(name, version)}}
+
+
+def rpc_keys_from_secret(data: Mapping[str, str]) -> curve.ClusterKeys | None:
+    """The cluster's keys in its Secret's decoded ``data`` (None: it has none)."""
+    return launch.keys_from_env({s.env: data.get(s.file_name, "") for s in
+                                 launch.ClusterSecrets(rpc_keys=_KEYS_IN_SECRET)
+                                 .for_role(launch.ROLE_QUERY)})
 
 
 def cluster_manifests(spec: ClusterSpec, query_image: str, mgmt_image: str, cache_size: int,

@@ -64,6 +64,11 @@ def model(cluster: str, name: str, version: str) -> str:
     return object_name("model", name, version, "at", cluster)
 
 
+def model_secret(cluster: str, name: str, version: str) -> str:
+    """The Secret holding the CURVE key of the replicas of name:version."""
+    return object_name("rpc-key", name, version, "at", cluster)
+
+
 def labels(cluster: str, role: str, **extra: str) -> dict[str, str]:
     """The labels of an object of ``role`` in ``cluster``."""
     out = {MANAGED_BY: "clipper", CLUSTER: cluster, ROLE: role}

@@ -92,7 +92,8 @@ def test_store_url_and_commands() -> None:
     container = query["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["--store", spec.store_url, "--host", "0.0.0.0", "--port",
                                  "1337", "--rpc-host", "0.0.0.0", "--rpc-port", "7000",
-                                 "--cache-size", "1024", "--frontend-id", "$(POD_NAME)"]
+                                 "--cache-size", "1024", "--frontend-id", "$(POD_NAME)",
+                                 "--rpc-auth", "none"]  # no Secret to hold RPC keys
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["requests"]
