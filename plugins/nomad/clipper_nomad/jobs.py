@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from clipper_core import launch
+from clipper_core import curve, launch
 from clipper_core.models import InputType
 
 from .jobspec import SECOND
@@ -66,6 +66,9 @@ class JobSettings:
     admin_token: str | None = None
     #: The password of the Redis the cluster runs (in the task environments).
     store_password: str | None = attrs.field(default=None, repr=False)
+    #: The cluster's CURVE keys (query tasks: the server's secret key and the
+    #: replica seed; each model task: its version's key pair); None: plain RPC.
+    rpc_keys: curve.ClusterKeys | None = attrs.field(default=None, repr=False)
     #: Restart policy of every task group.
     restart_attempts: int = 3
     restart_interval_s: float = 300.0
@@ -170,7 +173,8 @@ def task_env(job: dict[str, Any]) -> dict[str, str]:
 
 
 def _secrets(s: JobSettings) -> launch.ClusterSecrets:
-    return launch.ClusterSecrets(admin_token=s.admin_token, store_password=s.store_password)
+    return launch.ClusterSecrets(admin_token=s.admin_token, store_password=s.store_password,
+                                 rpc_keys=s.rpc_keys)
 
 
 def _rpc_targets(s: JobSettings) -> launch.RpcTargets:
@@ -189,7 +193,7 @@ def model_job(s: JobSettings, name: str, version: str, input_type: InputType, im
     process = launch.replica_process(
         name=name, version=version, input_type=input_type, frontends=_rpc_targets(s),
         model_path=launch.MODEL_PATH if s.driver == "docker" else image,
-        replica_id="${NOMAD_SHORT_ALLOC_ID}")
+        replica_id="${NOMAD_SHORT_ALLOC_ID}", secrets=_secrets(s))
     if s.driver == "docker":
         config: dict[str, Any] = {"image": image, "network_mode": "host"}
     else:

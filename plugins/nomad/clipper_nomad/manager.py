@@ -17,8 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from clipper_core import launch
 from clipper_core.errors import (
     BuildError,
@@ -29,9 +27,9 @@ from clipper_core.errors import (
     ValidationError,
 )
 from clipper_core.models import InputType, ReplicaStatus, validate_name
-from clipper_core.secrets import new_password, new_token
 
 from . import jobs, local_models
+from .cluster_secrets import adopt_secrets, start_settings
 from .jobs import JobSettings
 from .waits import AllocationWaits
 
@@ -63,6 +61,9 @@ class NomadContainerManager(AllocationWaits):
         Redis job is started for the cluster.
     :param admin_token: bearer token for ``/admin/*``; None generates one at
         start (``connect()`` reads it back); ``False``/``"none"``: no token.
+    :param rpc_auth: ``"curve"`` (default, or ``CLIPPER_RPC_AUTH``): CURVE keys made
+        at start, in the task environments (:mod:`clipper_nomad.cluster_secrets`);
+        ``"none"``: plain RPC v3, for Clipper's model containers.
     :param min_healthy_time_s, model_min_healthy_time_s: how long a frontend
         (checks passing) or a model replica (running) must stay up to count
         as healthy.
@@ -78,6 +79,7 @@ class NomadContainerManager(AllocationWaits):
                  redis_ip: str | None = None, redis_port: int = 6379,
                  redis_image: str = "redis:7-alpine", python: str = "python3",
                  admin_token: str | bool | None = None, build_dir: str | None = None,
+                 rpc_auth: str | None = None,
                  restart_attempts: int = 3, restart_interval_s: float = 300.0,
                  restart_delay_s: float = 5.0, check_interval_s: float = 2.0,
                  min_healthy_time_s: float = 2.0, model_min_healthy_time_s: float = 3.0,
@@ -114,6 +116,8 @@ class NomadContainerManager(AllocationWaits):
         admin_token = (admin_token if isinstance(admin_token, str) and admin_token != "none"
                        else None)
         self.admin_token = admin_token
+        #: ``curve`` or ``none`` (``connect()`` takes the running cluster's)
+        self.rpc_auth = launch.rpc_auth_option(rpc_auth)
         self.build_dir = Path(build_dir).expanduser() if build_dir else \
             Path.home() / ".clipper" / "nomad" / self.cluster_name / "models"
         self.start_timeout_s = start_timeout_s
@@ -197,10 +201,7 @@ class NomadContainerManager(AllocationWaits):
                 f"Cluster {self.cluster_name!r} already has jobs in Nomad: "
                 f"{', '.join(j['ID'] for j in existing)}; connect() to it or stop_all() first",
                 cluster=self.cluster_name)
-        self.settings = s = attrs.evolve(
-            self.settings, store_password=new_password() if self.redis_ip is None else None,
-            admin_token=self.admin_token or (new_token() if self._token_option is None
-                                             else None))
+        self.settings = s = start_settings(self)
         self.admin_token = s.admin_token
         query_image = query_frontend_image or DEFAULT_QUERY_IMAGE
         mgmt_image = mgmt_frontend_image or DEFAULT_MGMT_IMAGE
@@ -238,9 +239,7 @@ class NomadContainerManager(AllocationWaits):
                 cluster=self.cluster_name)
         self.get_query_addr()
         self.get_admin_addr()
-        if self.admin_token is None and self._token_option is None:  # read it back
-            env = jobs.task_env(self._get_job(self.settings.job_id(jobs.ROLE_MGMT)) or {})
-            self.admin_token = env.get(launch.ADMIN_TOKEN_ENV) or None
+        adopt_secrets(self)
 
     # ------------------------------------------------------------------
     # Models
@@ -293,7 +292,8 @@ class NomadContainerManager(AllocationWaits):
             admin = self.get_admin_addr()
         except ContainerError:
             return
-        if count:
+        if count and (self.settings.rpc_keys is None or launch.admin_knows_version(
+                admin, self.admin_token, str(name), str(version))):  # else: not admitted yet
             launch.wait_for_replicas(
                 launch.admin_replicas(admin, self.admin_token),
                 launch.ReplicaWait(name=str(name), version=str(version), count=count),
