@@ -183,9 +183,8 @@ class LocalProcessContainerManager:
         """Remove what a crashed cluster left behind (processes, status files, db)."""
         if ClusterConfig.load(self.state_dir) is not None:
             self.stop_all(graceful=False)
-        for sub in ("procs", "desired"):
+        for sub in ("procs", "desired", "logs"):
             shutil.rmtree(self.state_dir / sub, ignore_errors=True)
-        shutil.rmtree(self.state_dir / "logs", ignore_errors=True)
         if self.store_url is None:  # a new cluster starts with an empty default store
             self._remove_default_db()
 
@@ -401,4 +400,5 @@ class LocalProcessContainerManager:
             self._remove_default_db()
         for name in ("cluster.json", "admin_token"):
             (self.state_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir / "desired", ignore_errors=True)
         self._config = None

@@ -8,7 +8,8 @@ its own session, so it outlives the Python process that started it.  The
 supervisor:
 
 - holds the lock ``--status`` with the suffix ``.lock`` while it lives (a second
-  supervisor of the same name exits at once);
+  supervisor of the same name exits at once, and so does one whose process
+  is not desired in ``--cluster-dir`` any more);
 - starts ``COMMAND`` with stdout and stderr appended to ``--log``, which it
   rotates at ``--log-max-bytes`` keeping ``--log-backups`` old files (see
   :mod:`clipper_local_process.logfiles`) and reopens on SIGHUP;
@@ -45,7 +46,7 @@ from typing import Any
 from clipper_core.secrets import write_private
 
 from . import logfiles
-from .desired import acquire
+from .desired import DesiredState, acquire
 
 _PR_SET_PDEATHSIG = 1
 
@@ -234,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     lock = acquire(args.status.with_suffix(".lock"))
     if lock is None:
         print(f"another supervisor runs {args.status.stem}; exiting", file=sys.stderr)
+        return 0
+    # checked once the lock is ours: a stop forgets the process first, then
+    # stops whoever holds its lock, so a stopped process never starts again
+    if args.cluster_dir and DesiredState(args.cluster_dir).get(args.status.stem) is None:
+        print(f"{args.status.stem} is no longer desired; exiting", file=sys.stderr)
         return 0
     log = logfiles.RotatingLog(args.log, args.log_max_bytes, args.log_backups)
     return Supervisor(command, args.status, args.log, labels, args.backoff, args.max_backoff,

@@ -165,3 +165,33 @@ def test_stop_all_after_kills_leaves_nothing(tmp_path):
     assert watchdog_pid(conn) is None
     assert not conn.cm._table().select()
     assert not list((tmp_path / "gone" / "desired").glob("*.json"))
+
+
+def test_a_supervisor_of_a_process_no_longer_desired_exits(tmp_path):
+    """A supervisor the watchdog started just before the process was stopped
+    finds it forgotten once it holds its lock, and never starts it."""
+    import subprocess
+    import sys
+
+    from clipper_local_process.desired import DesiredProcess, DesiredState
+
+    marker = tmp_path / "started"
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+    (tmp_path / "procs").mkdir()
+
+    def supervise() -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "clipper_local_process.supervise", "--status",
+             str(tmp_path / "procs" / "p.json"), "--log", str(tmp_path / "p.log"),
+             "--cluster-dir", str(tmp_path), "--", *command], capture_output=True, timeout=30)
+
+    done = supervise()
+    assert done.returncode == 0 and b"no longer desired" in done.stderr
+    assert not marker.exists()
+    DesiredState(tmp_path).record(DesiredProcess(name="p", command=command, env={}, labels={}))
+    proc = subprocess.Popen(done.args, start_new_session=True)
+    try:
+        wait_until(marker.exists, 10, "the desired process to start")
+    finally:
+        proc.terminate()
+        proc.wait(10)
