@@ -49,7 +49,10 @@ REFRESH_S = 1.0
 
 
 def _is_output(value: Any) -> bool:
-    return value is not TIMEOUT and type(value) is not ModelError and value is not None
+    """A model's answer (not a missed SLO, an error, or "no replica": feedback
+    must not count a model that could not answer as wrong)."""
+    return (value is not TIMEOUT and type(value) is not ModelError and value is not None
+            and value is not NO_MODEL_VALUE)
 
 
 class Selector:
