@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import attrs
 import orjson
 from test_selection_frontend import Harness, const, run
 
@@ -43,4 +44,20 @@ def test_a_model_that_answers_wrong_loses_weight() -> None:
         await feed(h, 1.0, 5)
         logs = h.store.policy_states("app")[""]["log_weights"]
         assert logs["m-a"] == 0.0 and logs["m-b"] < -1.0
+    run(main())
+
+
+def test_an_app_back_on_single_leaves_the_selection_metrics() -> None:
+    async def main() -> None:
+        h = Harness({"m-a": const(b"1"), "m-b": const(b"2")})
+        h.app(("m-a", "m-b"), "exp4")
+        await h.predict({"input": [1.0]})
+        assert set(h.layer.describe()) == {"app"}
+        app = h.store.get_application("app")
+        assert app is not None
+        h.store.set_selection(attrs.evolve(app, other_models=(), selection_policy="single"))
+        h.routes.apply(h.store.snapshot())
+        assert h.service.route_for("/app/predict").selector is None
+        assert h.layer.describe() == {}
+        assert (await h.predict({"input": [1.0]}))["output"] == 1
     run(main())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,8 @@ def _is_output(value: Any) -> bool:
 class Selector:
     """One application's policy and the queues of its linked models."""
 
-    __slots__ = ("app", "policy", "queues", "layer", "metrics", "threshold", "params")
+    __slots__ = ("app", "policy", "queues", "layer", "metrics", "threshold", "params",
+                 "__weakref__")
 
     def __init__(self, app: Application, policy: Any, queues: dict[str, ModelQueue],
                  layer: SelectionLayer) -> None:
@@ -225,7 +227,10 @@ class SelectionLayer:
         #: app -> state key -> state (the copy queries read)
         self.states: dict[str, dict[str, dict[str, Any]]] = {}
         self.metrics: dict[str, SelectionMetrics] = {}
-        self.selectors: dict[str, Selector] = {}
+        #: the current selector of each app; an entry goes with its route (an app
+        #: deleted or back on ``single`` leaves /metrics and the refresh)
+        self.selectors: weakref.WeakValueDictionary[str, Selector] = (
+            weakref.WeakValueDictionary())
         self._initial: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -263,6 +268,8 @@ class SelectionLayer:
     async def _refresh_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            for name in [n for n in self.states if n not in self.selectors]:
+                del self.states[name]
             for name in list(self.selectors):
                 try:
                     states = await loop.run_in_executor(None, self.store.policy_states, name)
@@ -337,7 +344,7 @@ class SelectionLayer:
     def describe(self) -> dict[str, Any]:
         """Per app: selections per model, weights, stragglers, shadows."""
         out = {}
-        for name, selector in self.selectors.items():
+        for name, selector in list(self.selectors.items()):
             state = self.states.get(name, {}).get("") or self.initial(selector)
             out[name] = {"policy": selector.app.selection_policy,
                          "weights": selector.policy.weights(state),
