@@ -8,6 +8,7 @@ its log tail.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,10 @@ from .probes import log_tail
 
 if TYPE_CHECKING:
     from .manager import DockerContainerManager
+
+#: Seconds new replicas of a version not registered yet are watched for a
+#: crash on start (they cannot connect before it is registered, with CURVE).
+START_GRACE_S = 2.0
 
 
 def crash_check(name: str, version: str, started: list[Any]) -> Callable[[], None]:
@@ -43,12 +48,20 @@ def crash_check(name: str, version: str, started: list[Any]) -> Callable[[], Non
 def wait_connected(cm: DockerContainerManager, name: str, version: str,
                    started: list[Any]) -> bool:
     """Until the management frontend reports every container in ``started``
-    as a connected replica (up to ``cm.replica_timeout``)."""
+    as a connected replica (up to ``cm.replica_timeout``); with CURVE and the
+    version not registered yet, only watch them for a crash on start."""
+    check = crash_check(name, version, started)
+    if cm.rpc_keys is not None and not launch.admin_knows_version(
+            cm.get_admin_addr, cm.admin_token, name, version):
+        deadline = time.monotonic() + min(START_GRACE_S, cm.replica_timeout)
+        while time.monotonic() < deadline:
+            check()
+            time.sleep(0.2)
+        return False
     want = launch.ReplicaWait(name=name, version=version, replica_ids={
         c.labels[lb.MODEL_REPLICA_ID] for c in started})
     return launch.wait_for_replicas(launch.admin_replicas(cm.get_admin_addr, cm.admin_token),
-                                    want, timeout=cm.replica_timeout,
-                                    check=crash_check(name, version, started), interval=0.2)
+                                    want, timeout=cm.replica_timeout, check=check, interval=0.2)
 
 
 def statuses(containers: list[Any]) -> list[ReplicaStatus]:
