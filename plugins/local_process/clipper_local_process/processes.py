@@ -110,7 +110,8 @@ class ProcessTable:
             info = self.get(name)
             if info is not None and info.status != "starting":
                 return info
-            if proc.poll() is not None:
+            if proc.poll() is not None and not (proc.returncode == 0 and self.supervised(name)):
+                # (exit 0 with the lock held: the watchdog's supervisor won the race)
                 tail = self.tail(f"{name}.supervisor")
                 raise ContainerError(f"Supervisor of {name!r} exited with {proc.returncode}:\n"
                                      f"{tail}", process=name)
