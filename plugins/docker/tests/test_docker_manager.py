@@ -83,7 +83,9 @@ def test_starting_a_running_cluster_again_is_refused(cluster: ClipperConnection)
     again = DockerContainerManager(cluster_name=cluster.cm.cluster_name)
     with pytest.raises(ClusterStartError, match="already running"):
         again.start_clipper()
-    assert httpx.get(f"http://{cluster.get_admin_addr()}/admin/ping", timeout=5).status_code == 200
+    token = {"Authorization": f"Bearer {cluster.cm.get_admin_token()}"}  # on by default
+    assert httpx.get(f"http://{cluster.get_admin_addr()}/admin/ping", headers=token,
+                     timeout=5).status_code == 200
 
 
 def test_connect_to_a_missing_cluster_says_so(docker_client: Any) -> None:
