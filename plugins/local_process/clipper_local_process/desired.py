@@ -139,10 +139,16 @@ def acquire(path: Path, patience: float = 1.0) -> int | None:
 
 
 def lock_holder(path: Path) -> int | None:
-    """The pid written by the lock's holder, when it is held."""
+    """The pid written by the lock's holder, when it is held and that process's
+    command line names the lock's directory (never a stranger that got a pid
+    read from the file an instant before its new holder rewrote it)."""
+    import psutil
+
     if lock_free(path):
         return None
     try:
-        return int(path.read_text().strip() or 0) or None
-    except (FileNotFoundError, ValueError):
+        pid = int(path.read_text().strip() or 0)
+        cmdline = psutil.Process(pid).cmdline() if pid > 0 else []
+    except (FileNotFoundError, ValueError, psutil.Error):
         return None
+    return pid if any(str(path.parent) in arg for arg in cmdline) else None
