@@ -280,6 +280,7 @@ class ClipperConnection(ReplicaAPI, SelectionAPI):
         self._refuse_existing(model)
         self.cm.deploy_model(model.name, model.version, model.input_type, image, num_replicas)
         self._register(model)
+        self._await_connected(model.name, model.version, num_replicas)
         from .plugins import notify
 
         notify("clipper_model_deployed", model=model, num_replicas=num_replicas)

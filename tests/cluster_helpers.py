@@ -99,7 +99,9 @@ class Cluster:
             "-m", "clipper_frontends.query", "--store", self.store_url,
             "--host", "127.0.0.1", "--port", str(fe.port), "--rpc-host", "127.0.0.1",
             "--rpc-port", str(fe.rpc_port), "--frontend-id", fe.id,
-            "--replica-silence-s", "5"])
+            "--replica-silence-s", "5",
+            # these tests are about the store; replicas authenticate in test_rpc_auth
+            "--rpc-auth", "none"])
 
     def stop_frontend(self, fe: Frontend) -> None:
         """Stop a query frontend gracefully (SIGTERM) and wait for it to exit."""

@@ -709,7 +709,8 @@ def test_end_to_end_with_a_containerless_model(tmp_path: Path) -> None:
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "clipper_frontends.query", "--store", store_url,
              "--host", "127.0.0.1", "--port", str(query_port), "--rpc-host", "127.0.0.1",
-             "--rpc-port", str(rpc_port), "--frontend-id", "qf-0", "--log-level", "WARNING"],
+             "--rpc-port", str(rpc_port), "--frontend-id", "qf-0", "--log-level", "WARNING",
+             "--rpc-auth", "none"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{query_port}/healthz").status_code
                    == 200, timeout=20, what="query frontend /healthz")

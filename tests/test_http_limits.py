@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,13 +62,13 @@ def _connect(s: Serving, timeout: float = 10) -> socket.socket:
     return socket.create_connection(("127.0.0.1", s.port), timeout=timeout)
 
 
-#: bytes read past the response returned, by socket
-_LEFT: dict[int, bytes] = {}
+#: bytes read past the response returned, by socket (weak: an id can be reused)
+_LEFT: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
 
 
 def _response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """One response (content-length framed) off ``sock``."""
-    buf = _LEFT.pop(id(sock), b"")
+    buf = _LEFT.pop(sock, b"")
     while b"\r\n\r\n" not in buf:
         data = sock.recv(65536)
         if not data:
@@ -82,7 +83,7 @@ def _response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         if not data:
             raise ConnectionError("closed mid-body")
         rest += data
-    _LEFT[id(sock)] = rest[n:]
+    _LEFT[sock] = rest[n:]
     return int(lines[0].split()[1]), headers, rest[:n]
 
 

@@ -147,8 +147,9 @@ def _redis_guard(url: str) -> Guard:
             except StoreUnavailableError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any client error: unreachable
-                raise StoreUnavailableError(f"Cannot take the admin lock {key}: {exc}",
-                                            url=url) from exc
+                raise StoreUnavailableError(
+                    f"The state store is unavailable: cannot take the admin lock {key}: {exc}",
+                    url=url) from exc
             try:
                 yield
             finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -27,6 +28,9 @@ from .wire import (
 )
 
 log = logging.getLogger("clipper.connection")
+
+#: how long ``deploy_model`` waits for a new version's replicas to connect
+DEPLOY_CONNECT_TIMEOUT_S = 30.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
@@ -109,6 +113,30 @@ class ReplicaAPI:
                 name=name, version=version)
         self.cm.set_num_replicas(name, version, info.model.input_type, info.model.image,
                                  num_replicas)
+
+    def _await_connected(self, name: str, version: str, count: int,
+                         timeout: float = DEPLOY_CONNECT_TIMEOUT_S) -> bool:
+        """After a deploy: until ``count`` replicas of name:version are
+        connected to the query frontends, ``timeout`` seconds at most.
+
+        The manager starts the replicas before the version is registered
+        (Clipper's order), and with CURVE the frontends admit a replica's key
+        only once its version is registered, so the wait is here, after the
+        registration.  A timeout is logged, not raised: the replicas go on
+        trying, and ``get_all_model_replicas`` shows them.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self._call(GetAllContainers(verbose=True))
+            live = {r.replica_id for r in records
+                    if (r.model_name, r.model_version) == (name, version) and r.connected}
+            if len(live) >= count:
+                return True
+            if time.monotonic() >= deadline:
+                log.warning("%d of %d replicas of %s:%s connected within %.0f s", len(live),
+                            count, name, version, timeout)
+                return False
+            time.sleep(0.1)
 
     def _replicas(self) -> list[ReplicaView]:
         """The frontends' view (store) merged with the manager's (processes)."""

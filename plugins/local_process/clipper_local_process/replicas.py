@@ -7,6 +7,7 @@ A replica's command line and environment come from
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ from .desired import DesiredProcess
 from .processes import ProcessInfo, ProcessTable
 from .startup import base_env
 
+#: seconds a new (unregistered) version's replicas are watched for a crash
+NEW_VERSION_WATCH_S = 2.0
 
 def process_name(name: str, version: str, index: int) -> str:
     """The process table's name of replica ``index`` of name:version."""
@@ -89,8 +92,20 @@ def crash_check(table: ProcessTable, name: str, version: str,
 def wait_connected(store: Any, table: ProcessTable, config: ClusterConfig, name: str,
                    version: str, started: list[str], want: int, timeout: float,
                    progress: Callable[[str], None]) -> bool:
-    """Until every query frontend sees ``want`` connected replicas of name:version."""
+    """Until every query frontend sees ``want`` connected replicas of name:version.
+
+    A version not registered yet (``ClipperConnection.deploy_model`` registers
+    it after this returns, then waits itself) is only watched for a crash for
+    a moment: with CURVE the frontends admit its replicas' keys only once it
+    is registered."""
     frontends = [f"query-{i}" for i in range(config.num_frontends)]
+    if store.get_model(name, version) is None:
+        check = crash_check(table, name, version, started)
+        deadline = time.monotonic() + NEW_VERSION_WATCH_S
+        while time.monotonic() < deadline:
+            check()
+            time.sleep(0.1)
+        return True
     return launch.wait_for_replicas(
         launch.store_replicas(store),
         launch.ReplicaWait(name=name, version=version, count=want, frontends=frontends),
