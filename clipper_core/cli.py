@@ -348,9 +348,13 @@ def cmd_migrate_store(args: argparse.Namespace) -> int:
 # Entry point
 # ---------------------------------------------------------------------------
 
+def _cmd_policy(args: argparse.Namespace) -> int:
+    return cli_selection.cmd_policy(args, connect)
+
+
 COMMANDS = {"plugins": cmd_plugins, "start": cmd_start, "status": cmd_status,
             "deploy": cmd_deploy, "predict": cmd_predict, "logs": cmd_logs, "stop": cmd_stop,
-            "migrate-store": cmd_migrate_store, "policy": cli_selection.cmd_policy}
+            "migrate-store": cmd_migrate_store, "policy": _cmd_policy}
 #: Commands that do not talk to a cluster (no container manager needed).
 _NO_MANAGER = frozenset({"plugins", "migrate-store"})
 

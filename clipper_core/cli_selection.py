@@ -112,11 +112,10 @@ def describe(app: str, info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_policy(args: argparse.Namespace) -> int:
-    """``clipper policy set|show``."""
+def cmd_policy(args: argparse.Namespace, connect: Callable[[argparse.Namespace], Any]) -> int:
+    """``clipper policy set|show``; ``connect(args)`` gives a connected
+    ClipperConnection (the CLI's own, passed in: this module is imported by it)."""
     from clipper_core.models import validate_name
-
-    from .cli import connect
 
     validate_name("application name", args.app)
     conn = connect(args)

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import zmq
@@ -37,7 +37,7 @@ from .models import InputType
 
 log = logging.getLogger("clipper.runtime")
 
-PredictFn = Callable[[list], list]
+PredictFn = Callable[[list[Any]], list[Any]]
 #: the port of the replica's Prometheus metrics (unset or 0: none)
 METRICS_PORT_ENV = "CLIPPER_METRICS_PORT"
 
@@ -68,7 +68,7 @@ def load_model(path: str | os.PathLike[str]) -> PredictFn:
             func = cloudpickle.load(f)
         if not callable(func):
             raise TypeError(f"{pkl} does not hold a callable")
-        return func
+        return cast(PredictFn, func)
     module_file = root / "predict.py"
     if module_file.exists():
         sys.path.insert(0, str(root))
@@ -79,7 +79,7 @@ def load_model(path: str | os.PathLike[str]) -> PredictFn:
         func = getattr(module, "predict", None)
         if not callable(func):
             raise TypeError(f"{module_file} defines no predict(inputs) function")
-        return func
+        return cast(PredictFn, func)
     raise FileNotFoundError(f"no func.pkl or predict.py in model directory {root}")
 
 
@@ -116,7 +116,7 @@ def run_batch(predict: PredictFn, input_type: int, raw_inputs: list[bytes]) -> l
 class _Session:
     """One DEALER connection to one frontend."""
 
-    def __init__(self, ctx: zmq.Context, address: str, identity: bytes | None,
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], address: str, identity: bytes | None,
                  keys: curve.ReplicaKeys | None = None) -> None:
         self.address = address
         self.sock = ctx.socket(zmq.DEALER)
@@ -159,7 +159,7 @@ class ModelRuntime:
         self.resolve_interval = resolve_interval
         #: CURVE keys (None: plain RPC v3, as Clipper's frontends speak)
         self.keys = keys
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._sessions: dict[str, _Session] = {}
         self._stopping = False
         self.replica_id = replica_id or ""
@@ -195,7 +195,7 @@ class ModelRuntime:
         metadata = rpc.new_container(self.model_name, self.model_version, int(self.input_type))
         poll_ms = int(min(self.heartbeat_interval, 1.0) * 1000)
         poller = zmq.Poller()
-        by_sock: dict[zmq.Socket, _Session] = {}
+        by_sock: dict[zmq.Socket[bytes], _Session] = {}
         polled: list[_Session] = []
         try:
             while not self._stopping:

@@ -4,7 +4,8 @@
 # Installs Debian packages (redis-server, docker.io, debootstrap, docker-registry,
 # wrk, chromium), the project and its plugins into the project's virtual
 # environment .venv (which also sees the system's packages), starts dockerd, a
-# local registry and a Redis on their own ports, runs ruff and the tests, and
+# local registry and a Redis on their own ports, installs the ML frameworks,
+# runs the static checks (.ci/lint.sh) and the tests, and
 # stops what it started.  As root (CI's .ci/run) it does all of it; as a user
 # it calls sudo for apt only, and the Docker tests run only if that user can
 # reach a Docker engine already (else they skip: starting dockerd needs root).
@@ -21,15 +22,19 @@ step "Debian packages"
 if ! command -v redis-server >/dev/null || ! command -v dockerd >/dev/null \
    || ! command -v debootstrap >/dev/null || ! command -v wrk >/dev/null \
    || ! command -v docker-registry >/dev/null || ! command -v openssl >/dev/null \
-   || ! command -v curl >/dev/null || ! command -v chromium >/dev/null; then
+   || ! command -v curl >/dev/null || ! command -v chromium >/dev/null \
+   || ! command -v prometheus >/dev/null; then
     apt_install redis-server docker.io debootstrap docker-registry wrk openssl curl \
-        ca-certificates iproute2 chromium
+        ca-certificates iproute2 chromium prometheus
 fi
 
 step "Python packages (into .venv)"
 CLIPPER_VENV_SYSTEM_SITE=1 use_venv
 python3 -m pip install -q -e ".[test,bench]" -e plugins/local_process -e plugins/docker \
     -e plugins/k8s -e plugins/nomad
+
+step "ML frameworks (tests marked frameworks)"
+bash scripts/install-frameworks.sh
 
 cleanup() {
     set +e
@@ -58,8 +63,11 @@ else
          "this user can already reach (else they skip)"
 fi
 
-step "Lint"
-python3 -m ruff check clipper_core frontends plugins tests bench
+step "Lint (ruff, mypy, import cycles)"
+bash .ci/lint.sh
+
+# The long schemathesis runs use this many examples per operation in CI.
+export CLIPPER_FUZZ_EXAMPLES="${CLIPPER_FUZZ_EXAMPLES:-25}"
 
 step "Tests"
 set +e

@@ -42,23 +42,9 @@ from ..interfaces import StateStore
 from ..models import Application, ModelVersion
 from ..secrets import write_private
 from .replicas import merge_replicas
+from .wire import ImportSummary
 
 FORMAT = 1
-
-
-@attrs.frozen(kw_only=True)
-class ImportSummary:
-    """What :func:`import_configuration` did: names added and already present."""
-
-    added: tuple[str, ...] = ()
-    present: tuple[str, ...] = ()
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"success": True, "added": list(self.added), "present": list(self.present)}
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> ImportSummary:
-        return cls(added=tuple(data.get("added") or ()), present=tuple(data.get("present") or ()))
 
 
 def export_configuration(store: StateStore, *, now: float | None = None) -> dict[str, Any]:
@@ -198,7 +184,8 @@ def _restore(args: argparse.Namespace, data: dict[str, Any]) -> ImportSummary:
     client = AdminClient(args.admin, token=read_secret(ADMIN_TOKEN_ENV),
                          verify=args.ca_bundle or True)
     try:
-        return client.call(ImportConfiguration(configuration=data))
+        summary: ImportSummary = client.call(ImportConfiguration(configuration=data))
+        return summary
     finally:
         client.close()
 

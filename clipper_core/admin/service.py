@@ -33,7 +33,7 @@ from ..models import Application, InputType, ModelVersion, Replica
 from ..plugins import get_backend, notify
 from . import selection
 from .applied import apply_timeout_from_env, wait_applied
-from .backup import ImportSummary, export_configuration, import_configuration
+from .backup import export_configuration, import_configuration
 from .guards import Guard, guard_for
 from .inputs import check_image_reference
 from .replicas import merge_replicas
@@ -55,6 +55,7 @@ from .wire import (
     GetModel,
     GetSelectionWeights,
     ImportConfiguration,
+    ImportSummary,
     ModelInfo,
     Request,
     SetModelVersion,

@@ -14,97 +14,25 @@ names, input types and limits are the service's rules.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
 import attrs
 
-from ..models import Application, ModelVersion, Replica
+from ..models import Application, Replica
 from .fields import field, labels, text
+from .wire_base import CONTAINERLESS, Done, ModelInfo, R, Request, _optional, render
+from .wire_config import (
+    ExportConfiguration,
+    GetSelectionWeights,
+    ImportConfiguration,
+    ImportSummary,
+    SetSelectionPolicy,
+    selection_fields,
+)
 
-R = TypeVar("R")
-
-#: What Clipper's admin client sends as ``container_name`` for a model without one.
-CONTAINERLESS = "NO_CONTAINER"
-
-
-# ---------------------------------------------------------------------------
-# Responses
-# ---------------------------------------------------------------------------
-
-@attrs.frozen(kw_only=True)
-class Done:
-    """A write succeeded: ``{"success": true}`` plus what was stored, if any."""
-
-    application: Application | None = None
-    model: ModelInfo | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"success": True}
-        if self.application is not None:
-            out["application"] = self.application.to_wire()
-        if self.model is not None:
-            out["model"] = self.model.to_wire()
-        return out
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Done:
-        app, model = data.get("application"), data.get("model")
-        return cls(application=Application.from_wire(app) if app else None,
-                   model=ModelInfo.from_wire(model) if model else None)
-
-
-@attrs.frozen(kw_only=True)
-class ModelInfo:
-    """A registered model version and whether it is the current one."""
-
-    model: ModelVersion
-    is_current_version: bool
-
-    def to_wire(self) -> dict[str, Any]:
-        return self.model.to_wire(is_current_version=self.is_current_version)
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> ModelInfo:
-        return cls(model=ModelVersion.from_wire(dict(data)),
-                   is_current_version=bool(data.get("is_current_version", False)))
-
-
-def render(value: object) -> Any:
-    """A response value (or a list of them, or a plain JSON value) as JSON data."""
-    if isinstance(value, list):
-        return [render(v) for v in value]
-    to_wire = getattr(value, "to_wire", None)
-    return to_wire() if callable(to_wire) else value
-
-
-def _optional(parse: Any, data: Any) -> Any:
-    return None if data is None else parse(data)
-
-
-# ---------------------------------------------------------------------------
-# Requests
-# ---------------------------------------------------------------------------
-
-class Request(Generic[R]):
-    """Base of every request value: its path under ``/admin/`` and whether
-    it changes the store.  Subclasses are frozen attrs classes."""
-
-    path: ClassVar[str]
-    writes: ClassVar[bool] = False
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON body ``ClipperConnection`` sends."""
-        return attrs.asdict(self, recurse=False,  # type: ignore[arg-type]
-                            value_serializer=lambda _i, _a, v: list(v)
-                            if isinstance(v, tuple) else v)
-
-    @classmethod
-    def from_wire(cls, body: Mapping[str, Any]) -> Request[R]:  # pragma: no cover
-        raise NotImplementedError
-
-    def response_from_wire(self, data: Any) -> R:
-        """The JSON answer to this request as its response value."""
-        return data  # type: ignore[no-any-return]
+__all__ = ["CONTAINERLESS", "Done", "ExportConfiguration", "GetSelectionWeights",
+           "ImportConfiguration", "ImportSummary", "ModelInfo", "R", "REQUESTS", "Request",
+           "SetSelectionPolicy", "render", "selection_fields"]
 
 
 @attrs.frozen(kw_only=True)
@@ -366,76 +294,6 @@ class GetContainer(Request["Replica | None"]):
     def response_from_wire(self, data: Any) -> Replica | None:
         return _optional(Replica.from_wire, data)  # type: ignore[no-any-return]
 
-
-@attrs.frozen(kw_only=True)
-class ExportConfiguration(Request[dict[str, Any]]):
-    """The whole configuration as JSON data (``/admin/export_configuration``;
-    :mod:`clipper_core.admin.backup`)."""
-
-    path: ClassVar[str] = "export_configuration"
-
-    @classmethod
-    def from_wire(cls, body: Mapping[str, Any]) -> ExportConfiguration:
-        return cls()
-
-
-@attrs.frozen(kw_only=True)
-class ImportConfiguration(Request[Any]):
-    """Add an exported configuration to the store (``/admin/import_configuration``)."""
-
-    path: ClassVar[str] = "import_configuration"
-    writes: ClassVar[bool] = True
-    configuration: dict[str, Any]
-
-    @classmethod
-    def from_wire(cls, body: Mapping[str, Any]) -> ImportConfiguration:
-        return cls(configuration=field(body, "configuration", dict))
-
-    def response_from_wire(self, data: Any) -> Any:
-        from .backup import ImportSummary
-
-        return ImportSummary.from_wire(data)
-
-
-def selection_fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The optional selection fields of a request body, JSON types checked."""
-    return {"selection_policy": field(body, "selection_policy", str, default=None),
-            "policy_params": field(body, "policy_params", dict, default=None),
-            "confidence_threshold": field(body, "confidence_threshold", (int, float),
-                                          default=None)}
-
-
-@attrs.frozen(kw_only=True)
-class SetSelectionPolicy(Request[Done]):
-    """Change an application's selection policy (``/admin/set_selection_policy``);
-    parameters and threshold left out keep their values."""
-
-    path: ClassVar[str] = "set_selection_policy"
-    writes: ClassVar[bool] = True
-    app_name: str
-    selection_policy: str | None = None
-    policy_params: dict[str, Any] | None = None
-    confidence_threshold: float | None = None
-
-    @classmethod
-    def from_wire(cls, body: Mapping[str, Any]) -> SetSelectionPolicy:
-        return cls(app_name=field(body, "app_name", str), **selection_fields(body))
-
-    def response_from_wire(self, data: Any) -> Done:
-        return Done.from_wire(data)
-
-
-@attrs.frozen(kw_only=True)
-class GetSelectionWeights(Request[dict[str, Any]]):
-    """An application's current selection weights by model, from its stored
-    policy state (``/admin/get_selection_weights``)."""
-
-    path: ClassVar[str] = "get_selection_weights"
-    app_name: str
-
-    @classmethod
-    def from_wire(cls, body: Mapping[str, Any]) -> GetSelectionWeights:
-        return cls(app_name=field(body, "app_name", str))
 
 
 #: Every ``POST /admin/{path}`` endpoint: path -> request class.

@@ -170,7 +170,7 @@ class FrontendCollector:
 def registry_for(frontend: QueryFrontend) -> CollectorRegistry:
     """A registry of its own for ``frontend`` (several may share a process)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FrontendCollector(frontend))  # type: ignore[arg-type]
+    registry.register(FrontendCollector(frontend))
     ProcessCollector(registry=registry)
     return registry
 

@@ -106,7 +106,7 @@ class ReplicaPool:
 
     def __init__(self, transport: Transport, get_queue: GetQueue, on_change: OnChange, *,
                  silence_timeout: float = 15.0, stuck_bound_s: float = STUCK_BOUND_S,
-                 on_idle: Callable[[str, str], None] | None = None) -> None:
+                 on_idle: Callable[[str, str], object] | None = None) -> None:
         if stuck_bound_s < STUCK_MIN_S:
             raise ValueError(f"the stuck deadline bound must be at least {STUCK_MIN_S} s, "
                              f"got {stuck_bound_s}")

@@ -240,7 +240,7 @@ class RPCServer:
 
     def _check_owner(self, frame: zmq.Frame, name: str, version: str) -> None:
         identity = frame.bytes
-        user = frame.get("User-Id").encode()
+        user = str(frame.get("User-Id")).encode()
         if user != curve.binding(name, version).encode():
             raise Refused(f"a key of {user.decode(errors='replace')} claims {name}:{version}")
         owner = self._owners.get(identity)
