@@ -148,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                   "clipper deploy --pkgs scikit-learn numpy model.py:predict --name clf"])
     _deploy_arguments(p)
 
+    _operation_commands(sub)
+    add_policy_commands(sub, _command)
+    return parser
+
+
+def _operation_commands(sub: Any) -> None:
+    """predict, logs, stop and migrate-store."""
     p = _command(sub, "predict", "send one query to an application",
                  "POST the input to /APP/predict and print the answer.  Exit status: 0 "
                  "when a model answered, 3 when the answer is the application's default "
@@ -187,5 +194,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", metavar="SRC_URL", help="state store to copy from")
     p.add_argument("dst", metavar="DST_URL", help="state store to copy into")
 
-    add_policy_commands(sub, _command)
-    return parser

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .admin.backup import restore_replica_counts
+from .admin.backup_api import BackupAPI
 from .admin.client import AdminClient, base_url, tls_context
 from .admin.inputs import check_base_image, check_image_reference, check_requirements
 from .admin.local import check_predict_function
@@ -37,13 +37,11 @@ from .admin.wire import (
     DeleteApp,
     DeleteModelLinks,
     DeleteVersionedModel,
-    ExportConfiguration,
     GetAllApplications,
     GetAllModels,
     GetApplication,
     GetLinkedModels,
     GetModel,
-    ImportConfiguration,
     SetModelVersion,
     render,
 )
@@ -61,7 +59,7 @@ _START = "ClipperConnection.start_clipper"
 CA_BUNDLE_ENV = "CLIPPER_CA_BUNDLE"
 
 
-class ClipperConnection(ReplicaAPI, SelectionAPI):
+class ClipperConnection(ReplicaAPI, SelectionAPI, BackupAPI):
     """Start, connect to and manage a Clipper cluster.
 
     :param container_manager: a ContainerManager, or the name of an installed
@@ -330,26 +328,6 @@ class ClipperConnection(ReplicaAPI, SelectionAPI):
         """The model version's info dict, or None if it is not registered."""
         info = self._call(GetModel(model_name=name, model_version=str(version)))
         return info.to_wire() if info is not None else None
-
-    @_connected
-    def export_configuration(self) -> dict[str, Any]:
-        """The whole configuration (applications, links, model versions, the
-        current ones, replica counts) as JSON data; see
-        :mod:`clipper_core.admin.backup`."""
-        return self._call(ExportConfiguration())
-
-    @_connected
-    def import_configuration(self, configuration: dict[str, Any],
-                             restore_replicas: bool = True) -> dict[str, Any]:
-        """Add an exported configuration to the cluster (what exists and is
-        equal is kept; a contradiction is a ConflictError); with
-        ``restore_replicas``, scale each model version with an image that
-        has fewer replicas than the export records up to that count.
-        Returns ``{"success": true, "added": [...], "present": [...]}``."""
-        summary = self._call(ImportConfiguration(configuration=dict(configuration)))
-        if restore_replicas:
-            restore_replica_counts(self, configuration)
-        return summary.to_wire()  # type: ignore[no-any-return]
 
     def stop_all(self, graceful: bool = True) -> None:
         """Stop everything the cluster started (frontends, store it owns,

@@ -25,11 +25,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import StoreUnavailableError, ValidationError
 from ..hookspecs import hookimpl
-from ..models import Application, FrontendRecord, ModelVersion, Replica, Snapshot
+from ..models import Application, ModelVersion, Snapshot
 from .base import (
     DEFAULT_POLL_INTERVAL,
     BaseStateStore,
-    StateUpdate,
     app_exists,
     app_from_record,
     app_missing,
@@ -37,10 +36,10 @@ from .base import (
     model_exists,
     model_from_record,
     model_missing,
-    replica_from_record,
     selection_record,
     version_missing,
 )
+from .sqlite_records import SqliteRecords
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -69,8 +68,6 @@ _APP_COLS = "name, input_type, default_output, latency_slo_micros, linked_model"
 _APP_READ = (f"{_APP_COLS}, (SELECT record FROM app_selections "
              "WHERE app_selections.name = applications.name)")
 _MODEL_COLS = "name, version, input_type, image, labels, batch_size, batching_policy, seq"
-_REPLICA_COLS = ("model_name, model_version, replica_id, frontend, input_type, connected, "
-                 "last_seen")
 
 
 def parse_sqlite_url(url: str) -> tuple[Path, dict[str, str]]:
@@ -86,7 +83,7 @@ def parse_sqlite_url(url: str) -> tuple[Path, dict[str, str]]:
     return Path(os.path.expanduser(raw)), options
 
 
-class SqliteStateStore(BaseStateStore):
+class SqliteStateStore(SqliteRecords, BaseStateStore):
     """A :class:`~clipper_core.interfaces.StateStore` in one SQLite file."""
 
     def __init__(self, url: str) -> None:
@@ -312,60 +309,6 @@ class SqliteStateStore(BaseStateStore):
                        (app.name, json.dumps(selection_record(app))))
             self._bump(db)
         self._changed()
-
-    def policy_states(self, app_name: str) -> dict[str, dict[str, Any]]:
-        rows = self._query("SELECT key, state FROM policy_states WHERE app = ?", (app_name,))
-        return {key: json.loads(state) for key, state in rows}
-
-    def update_policy_state(self, app_name: str, key: str,
-                            update: StateUpdate) -> dict[str, Any]:
-        # Not a configuration change: no revision bump, no watcher wakes up.
-        with self._write() as db:
-            row = db.execute("SELECT state FROM policy_states WHERE app = ? AND key = ?",
-                             (app_name, key)).fetchone()
-            new = update(json.loads(row[0]) if row else None)
-            db.execute("INSERT OR REPLACE INTO policy_states (app, key, state) VALUES (?, ?, ?)",
-                       (app_name, key, json.dumps(new)))
-        return new
-
-    # -- replicas ----------------------------------------------------------
-    def put_replica(self, replica: Replica) -> None:
-        with self._write() as db:
-            db.execute(f"INSERT OR REPLACE INTO replicas ({_REPLICA_COLS}) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (replica.model_name, replica.model_version, replica.replica_id,
-                        replica.frontend, int(replica.input_type), int(replica.connected),
-                        replica.last_seen))
-
-    def delete_replica(self, model_name: str, model_version: str, replica_id: str,
-                       frontend: str = "") -> None:
-        with self._write() as db:
-            db.execute("DELETE FROM replicas WHERE model_name = ? AND model_version = ? "
-                       "AND replica_id = ? AND frontend = ?",
-                       (model_name, model_version, replica_id, frontend))
-
-    def list_replicas(self) -> list[Replica]:
-        rows = self._query(f"SELECT {_REPLICA_COLS} FROM replicas "
-                           "ORDER BY model_name, model_version, replica_id, frontend")
-        return [replica_from_record(dict(zip(_REPLICA_COLS.split(", "), r, strict=True)))
-                for r in rows]
-
-    # -- query frontends ----------------------------------------------------
-    def put_frontend(self, record: FrontendRecord) -> None:
-        with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO frontends (frontend_id, revision, last_seen) "
-                       "VALUES (?, ?, ?)",
-                       (record.frontend_id, record.revision, record.last_seen))
-
-    def delete_frontend(self, frontend_id: str) -> None:
-        with self._write() as db:
-            db.execute("DELETE FROM frontends WHERE frontend_id = ?", (frontend_id,))
-
-    def list_frontends(self) -> list[FrontendRecord]:
-        rows = self._query("SELECT frontend_id, revision, last_seen FROM frontends "
-                           "ORDER BY frontend_id")
-        return [FrontendRecord(frontend_id=f, revision=int(r), last_seen=float(t))
-                for f, r, t in rows]
 
     # -- change tracking ---------------------------------------------------
     def advance_revision(self, at_least: int) -> int:

@@ -68,6 +68,22 @@ class Gather:
         self.request = request
         self.remaining = remaining
 
+    @classmethod
+    def start(cls, proto: Any, route: AppRoute, waiters: list[Any], batch: bool,
+              request: Request) -> None:
+        """Answer ``request`` once its futures are done (at once if none)."""
+        remaining = 0
+        for w in waiters:
+            if type(w) is _Future:
+                remaining += 1
+        if not remaining:
+            proto.respond(200, proto.service.render(route, waiters, batch, request.t0), request)
+            return
+        gather = cls(proto, route, waiters, batch, request, remaining)
+        for w in waiters:
+            if type(w) is _Future:
+                w.add_done_callback(gather.one_done)
+
     def one_done(self, _future: asyncio.Future[Any]) -> None:
         self.remaining -= 1
         if self.remaining:

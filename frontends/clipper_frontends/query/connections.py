@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import httptools
 import orjson
@@ -32,9 +32,9 @@ from clipper_core.errors import (
     ValidationError,
 )
 
-from .access import AccessLog, next_request_id, request_id
+from .access import next_request_id, request_id
 from .answers import REASONS, Gather, GatherPending, Request, refusal
-from .limits import HTTPLimits
+from .limits import Server
 from .service import Pending, error_payload
 
 if TYPE_CHECKING:
@@ -53,15 +53,6 @@ _METHODS = frozenset((b"GET", b"HEAD", b"POST"))
 _ALLOW = b"allow: GET, HEAD, POST\r\n"
 _ALLOW_PREDICT = b"allow: POST\r\n"
 _Future = asyncio.Future
-
-class Server(Protocol):
-    """What a connection needs of its server."""
-
-    limits: HTTPLimits
-    max_connections: int
-    connections: set[QueryProtocol]
-    access_log: AccessLog | None
-
 
 class QueryProtocol(asyncio.Protocol):
     """One client connection."""
@@ -362,17 +353,7 @@ class QueryProtocol(asyncio.Protocol):
                 status, payload = error_payload(exc)
                 self.respond(status, payload, request)
                 return
-            remaining = 0
-            for w in waiters:
-                if type(w) is _Future:
-                    remaining += 1
-            if not remaining:
-                self.respond(200, service.render(route, waiters, batch, request.t0), request)
-                return
-            gather = Gather(self, route, waiters, batch, request, remaining)
-            for w in waiters:
-                if type(w) is _Future:
-                    w.add_done_callback(gather.one_done)
+            Gather.start(self, route, waiters, batch, request)
             return
         answer = service.answer_other(request.method, path, request.body)
         if type(answer) is Pending:

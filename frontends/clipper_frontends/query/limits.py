@@ -26,7 +26,7 @@ connection cap (503 without ``Retry-After``) and the keep-alive timeout.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -119,3 +119,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=kind,
                             default=kind(env_number(env_name(name), default)),
                             help=f"{help_text}; env {env_name(name)}, default {default}")
+
+
+class Server(Protocol):
+    """What a connection (:mod:`.connections`) needs of its server."""
+
+    limits: HTTPLimits
+    max_connections: int
+    #: the open connections (``QueryProtocol`` objects)
+    connections: set[Any]
+    #: an ``access.AccessLog``, or None
+    access_log: Any

@@ -15,6 +15,7 @@ Defaults: 10 MiB and 3 backups, from env ``CLIPPER_LOG_MAX_BYTES`` and
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import IO
@@ -110,3 +111,15 @@ def pump(source: IO[bytes], log: RotatingLog) -> threading.Thread:
     thread = threading.Thread(target=run, name="log-pump", daemon=True)
     thread.start()
     return thread
+
+
+def copy_logs(logs_dir: Path, cluster_name: str, out: Path) -> list[str]:
+    """Copy every ``*.log`` of ``logs_dir`` into ``out`` as
+    ``<cluster>-<file>``; return the new paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for path in sorted(logs_dir.glob("*.log")):
+        dest = out / f"{cluster_name}-{path.name}"
+        shutil.copyfile(path, dest)
+        paths.append(str(dest))
+    return paths

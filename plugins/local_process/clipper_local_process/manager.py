@@ -27,9 +27,9 @@ from clipper_core.admin.inputs import check_requirements
 from clipper_core.errors import ClipperException, ClusterStartError, ContainerError
 from clipper_core.models import InputType, ReplicaStatus, validate_name
 
+from . import logfiles, rpc_keys, startup, watchdog
 from . import prometheus as prom
 from . import replicas as rp
-from . import rpc_keys, startup, watchdog
 from .artifacts import Artifact, Progress, build_artifact, stderr_progress
 from .clusters import ClusterConfig, default_state_dir, read_token, write_token
 from .processes import ProcessInfo, ProcessTable
@@ -362,14 +362,8 @@ class LocalProcessContainerManager:
 
     def get_logs(self, logging_dir: str) -> list[str]:
         """Copy every process's log file into ``logging_dir``; return the paths."""
-        out = Path(logging_dir).expanduser()
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for path in sorted((self.state_dir / "logs").glob("*.log")):
-            dest = out / f"{self.cluster_name}-{path.name}"
-            shutil.copyfile(path, dest)
-            paths.append(str(dest))
-        return paths
+        return logfiles.copy_logs(self.state_dir / "logs", self.cluster_name,
+                                  Path(logging_dir).expanduser())
 
     def stop_models(self, models: dict[str, list[str]]) -> None:
         """Stop every replica of each ``name -> [versions]``."""
