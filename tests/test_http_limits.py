@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from serving import Serving, write_model
 
 from clipper_frontends import serving_limits
@@ -385,7 +386,6 @@ def test_management_uvicorn_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_asgi_adapter_refuses_heads_over_the_limits(tmp_path: Path) -> None:
-    from conftest import free_port
     from starlette.testclient import TestClient
 
     from clipper_frontends.query import create_app

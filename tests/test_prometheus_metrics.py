@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from serving import Serving, write_model
 
@@ -162,7 +162,6 @@ def test_replica_serves_its_predict_time_on_its_metrics_port(
     def scraped() -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         return samples(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
 
-    from conftest import wait_until
 
     labels = {"model": "sum-model", "version": "1", "replica": "metered"}
     wait_until(lambda: value(scraped(), "clipper_replica_batches_total", **labels) == 0,

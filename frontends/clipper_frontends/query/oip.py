@@ -169,6 +169,9 @@ class OpenInference:
         except ClipperException as exc:  # an input the application's type refuses
             route.metrics.errors += 1
             return _error(400, exc.msg)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            # a body of the right JSON type with the wrong shape inside
+            return _error(400, f"malformed inference request: {type(exc).__name__}: {exc}")
         waiters = self.service._start(route, queue, encoded)
         request_id = request.get("id")
         model_version = queue.model_version if queue is not None else (version or "")
