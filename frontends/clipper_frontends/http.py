@@ -13,6 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from clipper_core.admin.fields import json_type
 from clipper_core.errors import (
     ClipperException,
     PayloadTooLargeError,
@@ -25,7 +26,6 @@ log = logging.getLogger("clipper.frontends")
 #: Largest request body a frontend reads (bytes) unless told otherwise.
 MAX_BODY_BYTES = 1 << 20
 
-_MISSING: Any = object()
 
 
 __all__ = ["PayloadTooLargeError", "status_for"]
@@ -79,44 +79,5 @@ async def read_json_object(request: Request, *, max_bytes: int = MAX_BODY_BYTES
         raise ValidationError(f"Malformed JSON in request body: {exc}") from None
     if not isinstance(data, dict):
         raise ValidationError(
-            f"Request body must be a JSON object, got {_json_type(data)}")
+            f"Request body must be a JSON object, got {json_type(data)}")
     return data
-
-
-def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
-          default: Any = _MISSING) -> Any:
-    """``body[name]``, checked to be of JSON type ``kind``.
-
-    A missing field is a ValidationError unless ``default`` is given; ``bool``
-    never passes for ``int``.  ``None`` passes only when it is the default.
-    """
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if name not in body or (body[name] is None and default is not _MISSING):
-        if default is _MISSING:
-            raise ValidationError(f"Missing field {name!r} in request body", argument=name)
-        return default
-    value = body[name]
-    if isinstance(value, bool) and bool not in kinds:
-        ok = False
-    else:
-        ok = isinstance(value, kinds)
-    if not ok:
-        expected = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
-        raise ValidationError(f"Field {name!r} must be {expected}, got {_json_type(value)}",
-                              argument=name, value=value)
-    return value
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "a list",
-               dict: "an object", float: "a number"}
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    for kind, label in _TYPE_NAMES.items():
-        if isinstance(value, kind):
-            return label
-    return type(value).__name__
